@@ -1,0 +1,31 @@
+# Two entry points for a newcomer (see README): `make demo` and `make test`.
+# Both create ./.venv and install the project from constraints.txt (CPU torch 2.13.0, pinned set).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export NO_ALBUMENTATIONS_UPDATE := 1
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install demo test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m dynet_model.profile --models dynet-s dynet-l promptir --size 224 --repeats 3
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ""
+
+bench: install
+	$(PY) benchmarks/model_speed.py --out benchmarks/results/model_speed_cpu.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

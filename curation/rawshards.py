@@ -1,0 +1,122 @@
+"""The raw-shard format shared by every curation stage (the contract between stages).
+
+A raw shard is what img2dataset writes with ``output_format="webdataset"``; ``curation.ingest``
+writes the same format for local corpora, so later stages never care where an image came from:
+
+- ``raw/NNNNN.tar``: per sample ``KEY.<ext>`` (the original image bytes; with img2dataset's
+  ``skip_reencode`` the extension is the configured ``encode_format`` even when the bytes are PNG,
+  so decoders must sniff the content, never trust the extension), ``KEY.json`` (the sample's
+  metadata: url, key, status, width, height, sha256, ...) and optionally ``KEY.txt`` (caption).
+- ``raw/NNNNN.parquet``: one row per *attempted* sample, successes and failures alike, with at
+  least ``key``, ``url``, ``status`` ("success" or a failure status), ``error_message``, ``width``,
+  ``height``, ``sha256``; ingest adds ``source`` and ``path``.
+- ``raw/NNNNN_stats.json``: written last; its presence means the shard is complete.
+
+Shard ids are zero-padded decimal strings ("00000"). Keys are unique within the whole raw folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow.parquet as pq
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+STATS_SUFFIX = "_stats.json"
+
+
+@dataclass
+class RawSample:
+    """One sample of a raw tar: image bytes (None when the tar holds no image for the key)."""
+
+    key: str
+    image: bytes | None
+    image_member: str | None
+    meta: dict = field(default_factory=dict)
+    caption: str | None = None
+    other_members: list[str] = field(default_factory=list)  # non-image, non-json members (reported, not used)
+
+
+def shard_paths(raw_dir: str | os.PathLike, shard_id: str) -> tuple[Path, Path, Path]:
+    """(tar, parquet, stats) paths of one shard."""
+    root = Path(raw_dir)
+    return root / f"{shard_id}.tar", root / f"{shard_id}.parquet", root / f"{shard_id}{STATS_SUFFIX}"
+
+
+def list_complete_shards(raw_dir: str | os.PathLike) -> list[str]:
+    """Shard ids whose completion marker (``NNNNN_stats.json``) exists, sorted."""
+    root = Path(raw_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"raw folder {root} does not exist")
+    ids = [p.name[: -len(STATS_SUFFIX)] for p in root.glob(f"*{STATS_SUFFIX}")]
+    return sorted(i for i in ids if (root / f"{i}.tar").exists() and (root / f"{i}.parquet").exists())
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    base = os.path.basename(name)
+    key, _, ext = base.partition(".")
+    return key, ext.lower()
+
+
+def iter_raw_tar(tar_path: str | os.PathLike) -> Iterator[RawSample]:
+    """Yield the samples of a raw tar grouped by key, in tar order.
+
+    Raises ``tarfile.ReadError`` (or ``EOFError``) for an unreadable / truncated tar: callers decide
+    whether that is a per-shard status or a reason to redo the shard.
+    """
+    current: RawSample | None = None
+    with tarfile.open(tar_path, "r:*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, ext = _split_member(member.name)
+            if current is None or current.key != key:
+                if current is not None:
+                    yield current
+                current = RawSample(key=key, image=None, image_member=None)
+            data = tar.extractfile(member).read()
+            if ext in IMAGE_EXTENSIONS and current.image is None:
+                current.image, current.image_member = data, member.name
+            elif ext == "json":
+                current.meta = json.loads(data.decode("utf-8"))
+            elif ext == "txt":
+                current.caption = data.decode("utf-8", errors="replace")
+            else:
+                current.other_members.append(member.name)
+    if current is not None:
+        yield current
+
+
+def read_shard_table(raw_dir: str | os.PathLike, shard_id: str):
+    """The shard's parquet as a pyarrow Table."""
+    return pq.read_table(shard_paths(raw_dir, shard_id)[1])
+
+
+def count_tar_images(tar_path: str | os.PathLike) -> int:
+    """Number of keys with an image member; raises on an unreadable or truncated tar."""
+    return sum(1 for s in iter_raw_tar(tar_path) if s.image is not None)
+
+
+def check_shard(raw_dir: str | os.PathLike, shard_id: str) -> tuple[bool, str]:
+    """Is this shard complete and whole? (marker present, tar readable, tar images == parquet successes)."""
+    tar_path, parquet_path, stats_path = shard_paths(raw_dir, shard_id)
+    for path in (stats_path, tar_path, parquet_path):
+        if not path.exists():
+            return False, f"missing {path.name}"
+    try:
+        n_tar = count_tar_images(tar_path)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        return False, f"unreadable tar {tar_path.name}: {exc}"
+    try:
+        table = pq.read_table(parquet_path, columns=["status"])
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        return False, f"unreadable parquet {parquet_path.name}: {exc}"
+    n_ok = sum(1 for s in table.column("status").to_pylist() if s == "success")
+    if n_tar != n_ok:
+        return False, f"tar holds {n_tar} images but parquet lists {n_ok} successes"
+    return True, "ok"

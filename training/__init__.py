@@ -1,0 +1,1 @@
+"""Streaming dynamic pre-training, fine-tuning and evaluation."""
