@@ -57,6 +57,8 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise DecodeError("empty", "zero-byte file")
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # PIL refuses > 2x its own limit already at open time
+        raise DecodeError("too_large", f"decompression bomb guard: {exc}") from exc
     except UnidentifiedImageError as exc:
         head = data[:64].lstrip().lower()
         kind = "HTML page" if head.startswith((b"<!doctype html", b"<html")) else "unrecognised bytes"

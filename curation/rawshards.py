@@ -3,9 +3,10 @@
 A raw shard is what img2dataset writes with ``output_format="webdataset"``; ``curation.ingest``
 writes the same format for local corpora, so later stages never care where an image came from:
 
-- ``raw/NNNNN.tar``: per sample ``KEY.<ext>`` (the original image bytes; with img2dataset's
-  ``skip_reencode`` the extension is the configured ``encode_format`` even when the bytes are PNG,
-  so decoders must sniff the content, never trust the extension), ``KEY.json`` (the sample's
+- ``raw/NNNNN.tar``: per sample ``KEY.<ext>`` (the image bytes; img2dataset's ``skip_reencode``
+  keeps the original bytes only for images already in its ``encode_format`` and re-encodes the
+  others, so use ``--encode-format png`` for lossless downloads; decoders sniff the content and
+  never trust the extension), ``KEY.json`` (the sample's
   metadata: url, key, status, width, height, sha256, ...) and optionally ``KEY.txt`` (caption).
 - ``raw/NNNNN.parquet``: one row per *attempted* sample, successes and failures alike, with at
   least ``key``, ``url``, ``status`` ("success" or a failure status), ``error_message``, ``width``,

@@ -43,13 +43,19 @@ def _unwrap(tp: Any) -> tuple[Any, bool, bool]:
 
 def build_parser(cls: type, description: str = "") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description or cls.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="YAML file whose keys give defaults for any flag below; flags on the command line win")
     hints = typing.get_type_hints(cls)
+    defaults = _defaults(cls)
     for f in dataclasses.fields(cls):
         elem, seq, _ = _unwrap(hints[f.name])
         help_text = f.metadata.get("help", "")
+        if f.name in defaults and "default" not in help_text.lower():
+            shown = defaults[f.name]
+            if isinstance(shown, (list, tuple)):
+                shown = " ".join(str(v) for v in shown) or "none"
+            help_text = f"{help_text} (default: {str(shown).replace('%', '%%')})"
         if f.metadata.get("positional"):
             parser.add_argument(f.name, type=elem, nargs="+" if seq else None, help=help_text)
             continue
