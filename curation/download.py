@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,7 @@ def run(cfg: DownloadConfig) -> dict:
     with dask_client(cfg.scheduler, cfg.workers) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         limit = cfg.max_in_flight or 2 * n_workers
-        pending = as_completed()
+        pending, token = as_completed(), uuid.uuid4().hex[:8]
         bar = tqdm(total=0, desc="download slices", unit="slice")
         for path, slices in plan(cfg):
             bar.total += len(slices)
@@ -161,9 +162,9 @@ def run(cfg: DownloadConfig) -> dict:
                     continue
                 while pending.count() >= limit:
                     _collect(next(pending), tally, bar)
-                pending.add(client.submit(run_slice, planned.shard_id, planned.rows, str(raw.resolve()),
-                                          _options(cfg, planned.slice_size), key=f"download-slice-{planned.shard_id}",
-                                          retries=cfg.task_retries, pure=False))
+                pending.add(client.submit(
+                    run_slice, planned.shard_id, planned.rows, str(raw.resolve()), _options(cfg, planned.slice_size),
+                    key=f"download-slice-{planned.shard_id}-{token}", retries=cfg.task_retries, pure=False))
         for future in pending:
             _collect(future, tally, bar)
         bar.close()
@@ -193,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(DownloadConfig, argv)
     if cfg.slice_size < 1:
         raise SystemExit("--slice-size must be >= 1")
+    if cfg.encode_format not in ("jpg", "png", "webp"):
+        raise SystemExit(f"--encode-format must be jpg, png or webp (got {cfg.encode_format!r})")
     summary = run(cfg)
     if summary["failed_slices"]:
         _LOG.error("%d slice(s) failed; rerun the same command to retry them", len(summary["failed_slices"]))

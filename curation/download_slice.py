@@ -3,7 +3,7 @@
 The task (``run_slice``) is idempotent: a shard that ``rawshards.check_shard`` accepts is left alone;
 anything else under that shard id (a partial tar from a killed run, a tar whose image count differs
 from its parquet's successes, a missing completion marker) is deleted and the slice is redone in a
-private folder ``raw/_tmp/NNNNN/``. img2dataset runs in a child interpreter (see
+private folder ``raw/_tmp/NNNNN.<pid>.<random>/``. img2dataset runs in a child interpreter (see
 ``curation._img2dataset_slice`` for why) and writes shard ``NNNNN`` directly: its
 ``incremental_mode="extend"`` starts numbering after the highest ``*_*.json`` already in its output
 folder, so a placeholder ``{NNNNN-1}_offset.json`` there makes it write exactly shard ``NNNNN``,
@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +125,10 @@ def run_slice(shard_id: str, rows: pa.Table, raw_dir: str, opts: SliceOptions) -
         return {"shard": shard_id, "skipped": True, **status_counts(shard_paths(raw, shard_id)[1])}
     started = time.time()
     removed = clear_shard(raw, shard_id)
-    work = raw / TMP_DIR / shard_id
-    shutil.rmtree(work, ignore_errors=True)
+    for stale in (raw / TMP_DIR).glob(f"{shard_id}.*"):  # left by a killed attempt
+        shutil.rmtree(stale, ignore_errors=True)
+    # A private folder per attempt: an orphaned img2dataset child of a dead worker cannot touch this one.
+    work = raw / TMP_DIR / f"{shard_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     (work / "out").mkdir(parents=True)
     input_path = work / "urls.parquet"
     pq.write_table(rows, input_path)

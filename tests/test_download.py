@@ -164,6 +164,8 @@ def test_download_statuses_rerun_and_redo(site, tmp_path):
         assert samples[f"good{i}.jpg"].image == body
         assert rows[f"good{i}.jpg"]["sha256"] == hashlib.sha256(body).hexdigest()
         assert samples[f"good{i}.jpg"].caption and samples[f"good{i}.jpg"].meta["source"] == "laion-hr"
+    # skip_reencode keeps only bytes already in --encode-format (jpg): the PNG was re-encoded to JPEG.
+    assert samples["good.png"].image[:3] == b"\xff\xd8\xff" and samples["good.png"].image_member.endswith(".jpg")
     assert decode_rgb(samples["good.png"].image).shape == (66, 70, 3)
     assert rows["truncated.jpg"]["status"] == "failed_to_resize"  # OpenCV 4.14 refuses a truncated JPEG
 
