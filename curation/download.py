@@ -94,11 +94,11 @@ def _plan_file(path: Path, cfg: DownloadConfig, columns: UrlColumns, prefilter: 
     return [PlannedSlice(sid, table.slice(i * size, size), size) for i, sid in enumerate(alloc.shard_ids())]
 
 
-def plan(cfg: DownloadConfig) -> Iterator[tuple[Path, list[PlannedSlice]]]:
-    """Per input file (sorted): its slices. Lazy, so only one URL file is in memory at a time."""
+def plan(cfg: DownloadConfig, files: list[Path]) -> Iterator[tuple[Path, list[PlannedSlice]]]:
+    """Per input file: its slices. Lazy, so only one URL file is in memory at a time."""
     columns = UrlColumns(url=cfg.url_col, caption=cfg.caption_col, width=cfg.width_col, height=cfg.height_col)
     prefilter = Prefilter(min_side=cfg.min_side, max_pwatermark=cfg.max_pwatermark, max_punsafe=cfg.max_punsafe)
-    for path in resolve_inputs(cfg.urls):
+    for path in files:
         yield path, _plan_file(path, cfg, columns, prefilter)
 
 
@@ -142,6 +142,7 @@ def _collect(future, tally: _Tally, bar: tqdm) -> None:
 
 def run(cfg: DownloadConfig) -> dict:
     """Plan, skip complete slices, download the rest on Dask; return the summary (also written)."""
+    files = resolve_inputs(cfg.urls)  # before starting any cluster: a bad --urls fails fast
     raw = Path(cfg.out)
     raw.mkdir(parents=True, exist_ok=True)
     save_config(cfg, jobs_dir(raw) / "download_config.yaml")
@@ -151,7 +152,7 @@ def run(cfg: DownloadConfig) -> dict:
         limit = cfg.max_in_flight or 2 * n_workers
         pending, token = as_completed(), uuid.uuid4().hex[:8]
         bar = tqdm(total=0, desc="download slices", unit="slice")
-        for path, slices in plan(cfg):
+        for _path, slices in plan(cfg, files):
             bar.total += len(slices)
             bar.refresh()
             for planned in slices:

@@ -195,5 +195,5 @@ def _rerun_and_redo(server, urls, out, rows, shards, scheduler):
     assert {p.lstrip("/") for p in new_hits} == redone_urls and all(v == 1 for v in new_hits.values())
     assert all(check_shard(out, s)[0] for s in shards) and list_complete_shards(out) == shards
     assert {n: r["status"] for n, r in _raw_rows(out).items()} == {n: r["status"] for n, r in rows.items()}
-    assert not any((out / "_tmp").iterdir()) if (out / "_tmp").exists() else True
+    assert not (out / "_tmp").exists() or not any((out / "_tmp").iterdir())  # no scratch left behind
     assert os.path.exists(out / "_jobs" / "download_summary.json")
