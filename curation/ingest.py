@@ -34,6 +34,7 @@ from curation.allocation import allocate, job_key, jobs_dir
 from curation.download_slice import TMP_DIR, clear_shard, key_digits
 from curation.imagedecode import DecodeError, decode_rgb, probe_size
 from curation.rawshards import check_shard, shard_paths
+from curation.shardcheck import shard_complete
 from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
 _LOG = logging.getLogger("curation.ingest")
@@ -174,7 +175,7 @@ def run(cfg: IngestConfig) -> dict:
     with tqdm(total=len(rel_paths), desc=f"ingest {cfg.source}", unit="file") as bar:
         for i, shard_id in enumerate(alloc.shard_ids()):
             chunk = rel_paths[i * size:(i + 1) * size]
-            ok, reason = check_shard(raw, shard_id)
+            ok, reason = shard_complete(raw, shard_id)
             if ok:
                 shards["skipped"] += 1
                 bar.update(len(chunk))

@@ -62,3 +62,33 @@ def test_allocation_is_stable_and_disjoint(tmp_path):
     assert (again.first, again.count, again.unit_size) == (0, 3, 10)  # a rerun keeps its plan
     with pytest.raises(ValueError, match="different input"):
         allocate(tmp_path, "job-a", count=3, unit_size=10, fingerprint="changed")
+
+
+def test_fast_shard_check_agrees_with_check_shard(tmp_path):
+    """shard_complete (headers only) and rawshards.check_shard agree on every truncation point."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from curation import ingest
+    from curation.rawshards import check_shard, shard_paths
+    from curation.shardcheck import shard_complete
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        buf = io.BytesIO()
+        Image.fromarray((np.random.default_rng(i).random((20, 30, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
+        (folder / f"{i}.png").write_bytes(buf.getvalue())
+    out = tmp_path / "raw"
+    ingest.main(["--folder", str(folder), "--source", "t", "--out", str(out)])
+    tar = shard_paths(out, "00000")[0]
+    original = tar.read_bytes()
+    assert shard_complete(out, "00000") == check_shard(out, "00000") == (True, "ok")
+    for cut in list(range(0, len(original), 97)) + [len(original) - 1]:
+        tar.write_bytes(original[:cut])
+        assert shard_complete(out, "00000")[0] == check_shard(out, "00000")[0], cut
+    tar.write_bytes(original)
+    shard_paths(out, "00000")[2].unlink()
+    assert shard_complete(out, "00000") == (False, "missing 00000_stats.json")
