@@ -54,12 +54,13 @@ class IngestConfig:
     source: str = field(metadata={"help": "value of the `source` column (e.g. div2k, flickr2k, lsdir)"})
     out: str = field(metadata={"help": "raw shard folder (created); shared with curation.download"})
     shard_size: int = field(default=1000, metadata={"help": "files per raw shard; a rerun keeps the size the "
-                            "folder was first ingested with"})
-    recursive: bool = field(default=True, metadata={"help": "descend into sub-folders (LSDIR, NTIRE layouts)"})
+                            "folder was first ingested with (default: 1000)"})
+    recursive: bool = field(default=True, metadata={
+        "help": "descend into sub-folders, for LSDIR / NTIRE layouts (default: --recursive)"})
     extensions: list[str] = field(default_factory=list, metadata={"help": "only files with these extensions "
                                   "(e.g. png jpg); default: every non-hidden file (non-images get a status row)"})
     full_decode: bool = field(default=False, metadata={"help": "decode every image completely (catches truncated "
-                              "files now instead of at scoring; slower)"})
+                              "files now instead of at scoring; slower) (default: --no-full-decode)"})
 
 
 def list_files(folder: Path, recursive: bool, extensions: list[str]) -> list[str]:
@@ -189,7 +190,8 @@ def run(cfg: IngestConfig) -> dict:
     seconds = time.time() - started
     summary = {"job": key, "folder": str(folder), "source": cfg.source, "files": len(rel_paths),
                "shards": alloc.shard_ids(), "shard_counts": dict(shards), "new_rows_by_status": dict(counts),
-               "seconds": round(seconds, 3), "files_per_s": round(sum(counts.values()) / seconds, 3) if seconds else None}
+               "seconds": round(seconds, 3),
+               "files_per_s": round(sum(counts.values()) / seconds, 3) if seconds else None}
     atomic_write_json(jobs_dir(raw) / f"ingest-{key}.json", summary)
     print(f"ingest {cfg.source}: {len(rel_paths)} files in {alloc.count} shard(s) ({shards['written']} written, "
           f"{shards['skipped']} skipped) in {seconds:.1f} s ({summary['files_per_s']} files/s); "

@@ -48,7 +48,8 @@ def corpus(tmp_path):
 
 
 def _rows(out):
-    return {r["path"]: r for sid in list_complete_shards(out) for r in pq.read_table(shard_paths(out, sid)[1]).to_pylist()}
+    tables = [pq.read_table(shard_paths(out, sid)[1]) for sid in list_complete_shards(out)]
+    return {r["path"]: r for t in tables for r in t.to_pylist()}
 
 
 def test_ingest_statuses_bytes_and_rerun(corpus, tmp_path):
