@@ -106,7 +106,7 @@ def site(tmp_path):
     ]
     table = pa.table({
         "URL": [r[0] for r in rows], "TEXT": [f"caption {i}" for i in range(len(rows))],
-        "WIDTH": pa.array([r[1] for r in rows], pa.int64()), "HEIGHT": pa.array([r[2] for r in rows], pa.int64()),
+        "WIDTH": pa.array([r[1] for r in rows], pa.float64()), "HEIGHT": pa.array([r[2] for r in rows], pa.float64()),
         "similarity": [0.3] * len(rows), "hash": list(range(len(rows))),
         "pwatermark": pa.array([r[3] for r in rows], pa.float64()),
         "punsafe": pa.array([r[4] for r in rows], pa.float64()),
