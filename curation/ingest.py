@@ -63,12 +63,17 @@ class IngestConfig:
                               "files now instead of at scoring; slower) (default: --no-full-decode)"})
 
 
-def list_files(folder: Path, recursive: bool, extensions: list[str]) -> list[str]:
-    """Relative POSIX paths of the regular, non-hidden files, sorted (the deterministic ingest order)."""
+def list_files(folder: Path, recursive: bool, extensions: list[str], exclude: Path | None = None) -> list[str]:
+    """Relative POSIX paths of the regular, non-hidden files, sorted (the deterministic ingest order).
+
+    ``exclude`` (the raw output folder, when it lies inside ``folder``) is never descended into.
+    """
     exts = {e.lower().lstrip(".") for e in extensions}
+    skip = exclude.resolve() if exclude is not None else None
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip) \
+            if recursive else []
         for name in files:
             path = Path(root) / name
             if name.startswith(".") or not path.is_file():
@@ -165,7 +170,7 @@ def run(cfg: IngestConfig) -> dict:
         raise SystemExit(f"--folder {folder} is not a folder")
     raw.mkdir(parents=True, exist_ok=True)
     save_config(cfg, jobs_dir(raw) / "ingest_config.yaml")
-    rel_paths = list_files(folder, cfg.recursive, cfg.extensions)
+    rel_paths = list_files(folder, cfg.recursive, cfg.extensions, exclude=raw)
     spec = {"kind": "ingest", "folder": str(folder.resolve()), "source": cfg.source, "recursive": cfg.recursive,
             "extensions": sorted(e.lower().lstrip(".") for e in cfg.extensions)}
     key = job_key(spec)

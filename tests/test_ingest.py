@@ -123,8 +123,10 @@ def test_ingest_ids_continue_after_existing_shards(corpus, tmp_path):
 
 def test_ingest_full_decode_flags_truncated(corpus, tmp_path):
     root, _ = corpus
-    out = tmp_path / "raw"
+    out = root / "b" / "raw"  # output inside the ingested folder: never ingested itself
     ingest.main(["--folder", str(root / "b"), "--source", "ntire", "--out", str(out), "--full-decode"])
+    again = ingest.main(["--folder", str(root / "b"), "--source", "ntire", "--out", str(out), "--full-decode"])
+    assert again["files"] == 4 and again["shard_counts"] == {"skipped": 1}
     rows = _rows(out)
     assert rows["truncated.jpg"]["status"] == "failed_to_decode"
     assert "truncated" in rows["truncated.jpg"]["error_message"].lower()
