@@ -92,3 +92,17 @@ def test_fast_shard_check_agrees_with_check_shard(tmp_path):
     tar.write_bytes(original)
     shard_paths(out, "00000")[2].unlink()
     assert shard_complete(out, "00000") == (False, "missing 00000_stats.json")
+
+
+@pytest.mark.parametrize("module", ["curation.download", "curation.ingest"])
+def test_cli_help_lists_every_flag(module, repo_root):
+    import dataclasses
+    import importlib
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=repo_root, capture_output=True, text=True,
+                         check=True).stdout
+    cls = {"curation.download": "DownloadConfig", "curation.ingest": "IngestConfig"}[module]
+    for f in dataclasses.fields(getattr(importlib.import_module(module), cls)):
+        assert "--" + f.name.replace("_", "-") in out
