@@ -2,7 +2,8 @@
 
 Laion-HR columns are ``URL, TEXT, WIDTH, HEIGHT, similarity, hash, punsafe, pwatermark, ...``; other
 dumps spell them in lower case, so every column is looked up case-insensitively. Rows are dropped
-(and counted per reason) when the declared size is below ``min_side`` or the watermark / NSFW
+(and counted per reason) when the URL is empty or not http(s) (urllib would happily read
+``file://`` URLs from a hostile list), when the declared size is below ``min_side`` or the watermark / NSFW
 probabilities exceed their thresholds (only where those columns exist), or repeat an earlier row's
 URL in the same file. The kept rows become a
 normalised table: ``url, caption, declared_width, declared_height, pwatermark, punsafe, source,
@@ -116,6 +117,9 @@ def load_url_file(path: Path, columns: UrlColumns, prefilter: Prefilter, source:
     keep = pa.array([True] * n, pa.bool_())
     stats = {"file": path.name, "rows": n}
     keep, stats["no_url"] = _drop(keep, pc.or_kleene(pc.is_null(urls), pc.equal(pc.utf8_trim_whitespace(urls), "")))
+    lowered = pc.utf8_lower(pc.utf8_trim_whitespace(urls))
+    web = pc.or_(pc.starts_with(lowered, "http://"), pc.starts_with(lowered, "https://"))
+    keep, stats["not_http"] = _drop(keep, pc.invert(web))  # file://, ftp://, data: ... are never fetched
     small = pc.or_kleene(pc.less(width, prefilter.min_side), pc.less(height, prefilter.min_side))
     keep, stats["below_min_side"] = _drop(keep, small)
     keep, stats["watermark"] = _drop(keep, pc.greater(wm, prefilter.max_pwatermark))

@@ -18,21 +18,23 @@ def _write(path, table):
 
 def test_prefilter_lowercase_columns_and_nulls(tmp_path):
     table = pa.table({
-        "url": ["http://a/1", "http://a/2", None, "http://a/4", "http://a/5", "  ", "http://a/7", "http://a/1"],
-        "text": ["one", None, "three", "four", "five", "six", "seven", "again"],
-        "width": pa.array([2048, 500, 4000, None, 3000, 3000, 1024, 2048], pa.int64()),
-        "height": pa.array([1024, 4000, 4000, None, 3000, 3000, 1024, 2048], pa.int64()),
-        "PWATERMARK": [0.1, 0.1, 0.1, 0.1, 0.81, 0.1, None, 0.1],
-        "PUNSAFE": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.7, 0.0],
+        "url": ["http://a/1", "http://a/2", None, "HTTPS://a/4", "http://a/5", "  ", "http://a/7", "http://a/1",
+                "file:///etc/passwd"],
+        "text": ["one", None, "three", "four", "five", "six", "seven", "again", "local"],
+        "width": pa.array([2048, 500, 4000, None, 3000, 3000, 1024, 2048, 2048], pa.int64()),
+        "height": pa.array([1024, 4000, 4000, None, 3000, 3000, 1024, 2048, 2048], pa.int64()),
+        "PWATERMARK": [0.1, 0.1, 0.1, 0.1, 0.81, 0.1, None, 0.1, 0.1],
+        "PUNSAFE": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0],
     })
     path = _write(tmp_path / "u" / "a.parquet", table)
     kept, stats = load_url_file(path, UrlColumns(), Prefilter(min_side=1024), source="laion-hr")
-    assert kept.column("url").to_pylist() == ["http://a/1", "http://a/4"]
+    assert kept.column("url").to_pylist() == ["http://a/1", "HTTPS://a/4"]
     assert kept.column("caption").to_pylist() == ["one", "four"]
     assert kept.column("url_row").to_pylist() == [0, 3] and set(kept.column("source").to_pylist()) == {"laion-hr"}
     assert kept.column("declared_width").to_pylist() == [2048, None]
-    assert stats == {"file": "a.parquet", "rows": 8, "no_url": 2, "below_min_side": 1, "watermark": 1,
-                     "unsafe": 1, "duplicate_url": 1, "size_unknown_kept": 1, "kept": 2, "prefiltered": 6}
+    assert stats == {"file": "a.parquet", "rows": 9, "no_url": 2, "not_http": 1, "below_min_side": 1,
+                     "watermark": 1, "unsafe": 1, "duplicate_url": 1, "size_unknown_kept": 1, "kept": 2,
+                     "prefiltered": 7}
 
 
 def test_missing_optional_columns_and_custom_names(tmp_path):
