@@ -21,16 +21,20 @@ import os
 import shutil
 import tarfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+from dask.distributed import as_completed
 from tqdm import tqdm
 
 from curation.allocation import allocate, job_key, jobs_dir
+from curation.cluster import dask_client
 from curation.download_slice import TMP_DIR, clear_shard, key_digits
 from curation.imagedecode import DecodeError, decode_rgb, probe_size
 from curation.rawshards import check_shard, shard_paths
@@ -61,6 +65,11 @@ class IngestConfig:
                                   "(e.g. png jpg); default: every non-hidden file (non-images get a status row)"})
     full_decode: bool = field(default=False, metadata={"help": "decode every image completely (catches truncated "
                               "files now instead of at scoring; slower) (default: --no-full-decode)"})
+    scheduler: str | None = field(default=None, metadata={
+        "help": "Dask scheduler address (tcp://host:8786): one task per shard on that cluster"})
+    workers: int = field(default=0, metadata={
+        "help": "0: write shards in this process; N > 0: a LocalCluster with N worker processes, one task "
+                "per shard (ignored with --scheduler) (default: 0)"})
 
 
 def list_files(folder: Path, recursive: bool, extensions: list[str], exclude: Path | None = None) -> list[str]:
@@ -121,7 +130,7 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> N
 
 
 def write_shard(folder: Path, rel_paths: list[str], shard_id: str, raw: Path, source: str, digits: int,
-                full_decode: bool, bar: tqdm) -> Counter:
+                full_decode: bool, on_file: Callable[[], object] | None = None) -> Counter:
     """Write one shard in ``raw/_tmp/NNNNN`` then move it in (tar, parquet, completion marker last)."""
     work = raw / TMP_DIR / shard_id
     shutil.rmtree(work, ignore_errors=True)
@@ -138,7 +147,8 @@ def write_shard(folder: Path, rel_paths: list[str], shard_id: str, raw: Path, so
                 _add_member(tar, f"{key}.json", json.dumps(row, indent=1).encode("utf-8"), mtime)
             rows.append(row)
             counts[row["status"]] += 1
-            bar.update(1)
+            if on_file is not None:
+                on_file()
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), parquet_path)
     stats = {"count": len(rows), "successes": counts["success"], "failed": len(rows) - counts["success"],
              "status_dict": dict(counts), "start_time": started, "end_time": time.time(),
@@ -164,6 +174,43 @@ def _fingerprint(folder: Path, rel_paths: list[str]) -> str:
     return f"{len(rel_paths)}:{digest.hexdigest()[:16]}"
 
 
+def ingest_shard(folder: str, rel_paths: list[str], shard_id: str, raw_dir: str, source: str, digits: int,
+                 full_decode: bool, on_file: Callable[[], object] | None = None) -> dict:
+    """One shard, idempotently: skip it when complete, else delete what is there and write it. A Dask task."""
+    raw = Path(raw_dir)
+    ok, reason = shard_complete(raw, shard_id)
+    if ok:
+        return {"shard": shard_id, "skipped": True, "redone": False, "counts": {}}
+    removed = clear_shard(raw, shard_id)
+    if removed:
+        _LOG.info("shard %s redone (%s; removed %s)", shard_id, reason, removed)
+    counts = write_shard(Path(folder), rel_paths, shard_id, raw, source, digits, full_decode, on_file)
+    return {"shard": shard_id, "skipped": False, "redone": bool(removed), "counts": dict(counts)}
+
+
+def _run_shards(cfg: IngestConfig, jobs: list[tuple[str, list[str]]], raw: Path, digits: int) -> list[dict]:
+    """Run every shard job, in this process (tqdm per file) or on Dask (tqdm per shard)."""
+    args = (str(Path(cfg.folder)), str(raw.resolve()), cfg.source, digits, cfg.full_decode)
+    if not cfg.scheduler and cfg.workers <= 0:
+        results = []
+        with tqdm(total=sum(len(c) for _, c in jobs), desc=f"ingest {cfg.source}", unit="file") as bar:
+            for shard_id, chunk in jobs:
+                res = ingest_shard(args[0], chunk, shard_id, *args[1:], on_file=lambda: bar.update(1))
+                if res["skipped"]:
+                    bar.update(len(chunk))
+                results.append(res)
+        return results
+    with dask_client(cfg.scheduler, cfg.workers) as client:
+        futures = [client.submit(ingest_shard, args[0], chunk, shard_id, *args[1:], pure=False, retries=1,
+                                 key=f"ingest-{shard_id}-{uuid.uuid4().hex[:8]}") for shard_id, chunk in jobs]
+        with tqdm(total=len(futures), desc=f"ingest {cfg.source}", unit="shard") as bar:
+            results = []
+            for future in as_completed(futures):
+                results.append(future.result())  # a failed shard stops the run; a rerun resumes it
+                bar.update(1)
+    return results
+
+
 def run(cfg: IngestConfig) -> dict:
     folder, raw = Path(cfg.folder), Path(cfg.out)
     if not folder.is_dir():
@@ -176,23 +223,17 @@ def run(cfg: IngestConfig) -> dict:
     key = job_key(spec)
     alloc = allocate(raw, key, count=-(-len(rel_paths) // cfg.shard_size), unit_size=cfg.shard_size,
                      fingerprint=_fingerprint(folder, rel_paths), description=spec)
-    size, digits = alloc.unit_size, key_digits(alloc.unit_size)
-    started, counts, shards = time.time(), Counter(), Counter()
-    with tqdm(total=len(rel_paths), desc=f"ingest {cfg.source}", unit="file") as bar:
-        for i, shard_id in enumerate(alloc.shard_ids()):
-            chunk = rel_paths[i * size:(i + 1) * size]
-            ok, reason = shard_complete(raw, shard_id)
-            if ok:
-                shards["skipped"] += 1
-                bar.update(len(chunk))
-                continue
-            removed = clear_shard(raw, shard_id)
-            if removed:
-                shards["redone"] += 1
-                _LOG.info("shard %s redone (%s; removed %s)", shard_id, reason, removed)
-            counts.update(write_shard(folder, chunk, shard_id, raw, cfg.source, digits, cfg.full_decode, bar))
-            shards["written"] += 1
+    size = alloc.unit_size
+    jobs = [(sid, rel_paths[i * size:(i + 1) * size]) for i, sid in enumerate(alloc.shard_ids())]
+    started = time.time()
+    results = _run_shards(cfg, jobs, raw, key_digits(size))
     seconds = time.time() - started
+    counts, shards = Counter(), Counter()
+    for res in results:
+        counts.update(res["counts"])
+        shards["skipped" if res["skipped"] else "written"] += 1
+        shards["redone"] += int(res["redone"])
+    shards = +shards  # drop zero counts
     summary = {"job": key, "folder": str(folder), "source": cfg.source, "files": len(rel_paths),
                "shards": alloc.shard_ids(), "shard_counts": dict(shards), "new_rows_by_status": dict(counts),
                "seconds": round(seconds, 3),

@@ -109,13 +109,15 @@ def test_ingest_ids_continue_after_existing_shards(corpus, tmp_path):
     out.mkdir()
     allocate(out, "some-download-job", count=3, unit_size=10, fingerprint="x")  # e.g. download shards 0-2
     (out / "00005.tar").write_bytes(b"")  # a stray shard file on disk also reserves its id
-    first = ingest.main(["--folder", str(root / "a"), "--source", "flickr2k", "--out", str(out)])
-    assert first["shards"] == ["00006"]
+    first = ingest.main(["--folder", str(root / "a"), "--source", "flickr2k", "--out", str(out),
+                         "--shard-size", "1", "--workers", "2"])  # one Dask task per shard, 2 workers
+    assert first["shards"] == ["00006", "00007"] and first["shard_counts"] == {"written": 2}
     second = ingest.main(["--folder", str(root), "--source", "lsdir", "--out", str(out), "--no-recursive",
                           "--full-decode", "--shard-size", "2", "--extensions", "png", "jpg"])
-    assert second["shards"] == ["00007", "00008"] and second["files"] == 3  # 0001.png, empty.jpg, page.jpg
+    assert second["shards"] == ["00008", "00009"] and second["files"] == 3  # 0001.png, empty.jpg, page.jpg
     rows = _rows(out)
     assert rows["0001.png"]["source"] == "lsdir" and rows["empty.jpg"]["status"] == "empty"
+    assert rows["0003.jpg"]["status"] == "success" and rows["0003.jpg"]["source"] == "flickr2k"
     assert {r["source"] for r in rows.values()} == {"flickr2k", "lsdir"}
     keys = [r["key"] for r in rows.values()]
     assert len(keys) == len(set(keys))
