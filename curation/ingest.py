@@ -85,7 +85,7 @@ def list_files(folder: Path, recursive: bool, extensions: list[str], exclude: Pa
             if recursive else []
         for name in files:
             path = Path(root) / name
-            if name.startswith(".") or not path.is_file():
+            if name.startswith(".") or not (path.is_file() or path.is_symlink()):  # dangling link: failed_to_read
                 continue
             if exts and name.rsplit(".", 1)[-1].lower() not in exts:
                 continue

@@ -135,6 +135,15 @@ def test_ingest_full_decode_flags_truncated(corpus, tmp_path):
     assert rows["deep/0004.png"]["status"] == "success"
 
 
+def test_ingest_dangling_symlink_is_a_status(corpus, tmp_path):
+    root, _ = corpus
+    (root / "a" / "0009.png").symlink_to(root / "a" / "gone.png")
+    ingest.main(["--folder", str(root / "a"), "--source", "x", "--out", str(tmp_path / "raw")])
+    rows = _rows(tmp_path / "raw")
+    assert rows["0009.png"]["status"] == "failed_to_read" and "FileNotFoundError" in rows["0009.png"]["error_message"]
+    assert rows["0002.png"]["status"] == "success" and len(rows) == 3
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads mode-000 files")
 def test_ingest_unreadable_file_is_a_status(corpus, tmp_path):
     root, _ = corpus
