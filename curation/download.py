@@ -106,7 +106,9 @@ def _plan_file(path: Path, cfg: DownloadConfig, columns: UrlColumns, prefilter: 
     _LOG.info("%s: %d rows, %d pre-filtered (%s), %d to download in %d slice(s)", path.name, stats["rows"],
               stats["prefiltered"], {k: stats[k] for k in ("below_min_side", "watermark", "unsafe", "no_url")},
               stats["kept"], alloc.count)
-    return [PlannedSlice(sid, table.slice(i * size, size), size) for i, sid in enumerate(alloc.shard_ids())]
+    # take() copies: a zero-copy slice would pickle the whole file's buffers into every task.
+    return [PlannedSlice(sid, table.take(pa.array(range(i * size, min((i + 1) * size, table.num_rows)))), size)
+            for i, sid in enumerate(alloc.shard_ids())]
 
 
 def plan(cfg: DownloadConfig, files: list[Path]) -> Iterator[tuple[Path, list[PlannedSlice]]]:
