@@ -42,7 +42,7 @@ class _Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server API)
+            def do_GET(self):
                 with lock:
                     server.hits[self.path] += 1
                 if self.path not in server.routes:
@@ -202,7 +202,7 @@ def _rerun_and_redo(server, urls, out, rows, shards, scheduler):
 @pytest.mark.slow
 def test_failed_slice_is_reported_then_recovered(site, tmp_path):
     """A slice killed by --slice-timeout is a reported failure (no shard published); a rerun completes it."""
-    server, urls, _ = site
+    _, urls, _ = site
     out = tmp_path / "raw"
     args = ["--urls", str(urls), "--out", str(out), "--min-side", str(MIN_SIDE), "--slice-size", "20",
             "--workers", "1", "--timeout", "5"]
