@@ -170,7 +170,7 @@ def test_download_statuses_rerun_and_redo(site, tmp_path):
     assert rows["truncated.jpg"]["status"] == "failed_to_resize"  # OpenCV 4.14 refuses a truncated JPEG
 
     # Rerun (through --scheduler this time): every slice complete -> no request at all.
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         _rerun_and_redo(server, urls, out, rows, shards, cluster.scheduler_address)
 
 
