@@ -84,11 +84,14 @@ def pyiqa_version() -> str:
     return str(getattr(pyiqa, "__version__", "unknown"))
 
 
-def build_nima_network(base_model_name: str = NIMA_BACKBONE, num_classes: int = NIMA_CLASSES) -> torch.nn.Module:
+def build_nima_network(base_model_name: str = NIMA_BACKBONE, num_classes: int = NIMA_CLASSES,
+                       on_meta: bool = False) -> torch.nn.Module:
     """pyiqa's NIMA architecture with a randomly initialised backbone (timm ``pretrained=False``).
 
     The module is an instance of ``pyiqa.archs.nima_arch.NIMA`` (so its ``preprocess``/``forward``
     are pyiqa's), but its constructor never downloads anything; load weights with :func:`load_nima`.
+    ``on_meta=True`` skips the (slow) random initialisation: parameters must then be loaded with
+    ``load_state_dict(..., assign=True)``.
     """
     ensure_torchvision_importable()
     import timm
@@ -96,14 +99,15 @@ def build_nima_network(base_model_name: str = NIMA_BACKBONE, num_classes: int = 
 
     net = NIMA.__new__(NIMA)
     torch.nn.Module.__init__(net)
-    net.base_model = timm.create_model(base_model_name, pretrained=False, features_only=True)
-    net.global_pool = torch.nn.AdaptiveAvgPool2d(1)
-    net.num_classes = num_classes
-    layers: list[torch.nn.Module] = [torch.nn.Flatten(), torch.nn.Dropout(p=0.0),
-                                     torch.nn.Linear(net.base_model.feature_info.channels()[-1], num_classes)]
-    if num_classes > 1:
-        layers.append(torch.nn.Softmax(dim=-1))
-    net.classifier = torch.nn.Sequential(*layers)
+    with torch.device("meta" if on_meta else "cpu"):
+        net.base_model = timm.create_model(base_model_name, pretrained=False, features_only=True)
+        net.global_pool = torch.nn.AdaptiveAvgPool2d(1)
+        net.num_classes = num_classes
+        layers: list[torch.nn.Module] = [torch.nn.Flatten(), torch.nn.Dropout(p=0.0),
+                                         torch.nn.Linear(net.base_model.feature_info.channels()[-1], num_classes)]
+        if num_classes > 1:
+            layers.append(torch.nn.Softmax(dim=-1))
+        net.classifier = torch.nn.Sequential(*layers)
     cfg = net.base_model.pretrained_cfg
     net.default_mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
     net.default_std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
@@ -122,13 +126,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_nima(path: str | Path, device: str = "cpu") -> torch.nn.Module:
     """Build NIMA offline and load its weights from ``path`` (strict; a mismatch is a clear error)."""
-    net = build_nima_network()
+    net = build_nima_network(on_meta=True)
     state = read_state_dict(path)
     try:
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise ValueError(f"NIMA weights {path} do not fit pyiqa's {NIMA_BACKBONE} NIMA: {str(exc)[:400]}") from exc
-    return net.to(device).eval()
+    still_meta = [n for n, t in [*net.named_parameters(), *net.named_buffers()] if t.is_meta]
+    if still_meta:
+        raise ValueError(f"NIMA weights {path} leave tensors unset: {still_meta[:5]}")
+    return net.float().to(device).eval()  # float() casts floating tensors only (fp16 files → fp32)
 
 
 class MetricSet:

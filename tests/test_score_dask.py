@@ -14,6 +14,7 @@ from dask.distributed import Client, LocalCluster
 from test_score_support import Sample, encode, install_test_nima, natural_image, write_raw_shard
 
 from curation.score import build_settings, score_raw
+from curation.score_shard import read_score_metadata
 from curation.weights import require
 
 
@@ -51,6 +52,8 @@ def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path):
     statuses = table.column("status").to_pylist()
     assert statuses.count("ok") == 8 and statuses.count("download_failed") == 4
     assert all(v is not None for v in table.filter(pa.compute.equal(table["status"], "ok"))["nima"].to_pylist())
+    meta = read_score_metadata(tmp_path / "scores" / "00000.parquet")
+    assert meta["metrics"]["nima"]["test_only_weights"] is True  # never silently passed off as real
     # metrics were built once per worker process, not once per task
     builds = client.run(lambda: __import__("curation.metrics", fromlist=["BUILDS"]).BUILDS)
     assert sum(builds.values()) <= 2 < summary.shards_written
