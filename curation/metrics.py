@@ -116,7 +116,10 @@ def build_nima_network(base_model_name: str = NIMA_BACKBONE, num_classes: int = 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A weights file as a flat state dict, never unpickling (``weights_only=True``); accepts ``{"params": sd}``."""
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (not a torch file), ...
+        raise ValueError(f"{path} cannot be loaded safely as tensors (weights_only=True): {str(exc)[:300]}") from exc
     if isinstance(obj, dict) and "params" in obj and isinstance(obj["params"], dict):
         obj = obj["params"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
