@@ -18,9 +18,9 @@ from curation.score_shard import read_score_metadata
 from curation.weights import require
 
 
-def _make_raw(raw_dir, n_shards: int, per_shard: int) -> int:
+def _make_raw(raw_dir, n_shards: int, per_shard: int, size=(128, 112)) -> int:
     for s in range(n_shards):
-        samples = [Sample(f"s{s}i{i}", encode(natural_image((128, 112), seed=10 * s + i))) for i in range(per_shard)]
+        samples = [Sample(f"s{s}i{i}", encode(natural_image(size, seed=10 * s + i))) for i in range(per_shard)]
         samples.append(Sample(f"s{s}fail", None, status="failed_to_download", error_message="connection refused"))
         write_raw_shard(raw_dir, f"{s:05d}", samples)
     return n_shards * (per_shard + 1)
@@ -61,32 +61,38 @@ def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path):
     assert again.shards_skipped == 4 and again.shards_written == 0
 
 
+def _executing(dask_worker):
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
 def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
-    expected_rows = _make_raw(tmp_path / "raw", n_shards=6, per_shard=2)
+    expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=3, size=(320, 320))  # ~1 s per shard
     metrics = ("niqe", "brisque")
     settings = build_settings(metrics, require(metrics), min_side=96)
     killed: dict = {}
 
-    def killer():
+    def killer():  # SIGKILL a worker while it is executing a shard task (seen from the worker itself)
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
-            busy = {w: ts for w, ts in client.processing().items() if ts}
-            if busy:
-                addr = sorted(busy)[0]
-                time.sleep(0.2)  # let the task get under way
-                pid = client.run(os.getpid, workers=[addr])[addr]
-                os.kill(pid, signal.SIGKILL)
-                killed.update(addr=addr, pid=pid, tasks=list(busy[addr]))
+            running = {a: keys for a, keys in client.run(_executing).items() if keys}
+            if running:
+                addr = sorted(running)[0]
+                time.sleep(0.2)
+                if client.run(_executing, workers=[addr]).get(addr):
+                    pid = client.run(os.getpid, workers=[addr])[addr]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(addr=addr, pid=pid, tasks=running[addr])
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer)
     thread.start()
     summary = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client, retries=2)
     thread.join()
-    assert killed, "no worker was killed: the test did not exercise the failure"
-    assert not summary.shards_failed
+    assert killed and killed["tasks"], "no worker was killed mid-task: the test did not exercise the failure"
+    assert not summary.shards_failed and summary.shards_written == 4
     table = _read_all(tmp_path / "scores")
     keys = table.column("key").to_pylist()
     assert len(keys) == expected_rows == len(set(keys))
-    assert sorted(p.name for p in (tmp_path / "scores").glob("*.parquet")) == [f"{i:05d}.parquet" for i in range(6)]
+    assert table.column("status").to_pylist().count("ok") == 12
+    assert sorted(p.name for p in (tmp_path / "scores").glob("*.parquet")) == [f"{i:05d}.parquet" for i in range(4)]
     assert not list((tmp_path / "scores").glob(".*"))  # no temp files left behind
