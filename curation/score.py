@@ -31,7 +31,7 @@ from curation.metrics import METRICS, parse_metrics, pyiqa_version
 from curation.rawshards import list_complete_shards
 from curation.score_shard import ScoreSettings, ShardResult, output_path, score_shard
 from curation.weights import MissingWeightsError, check, file_sha256, require
-from dynet_model.cliconfig import atomic_write_json, parse_config
+from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
 _LOG = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = build_settings(metrics, weight_paths, device=cfg.device, min_side=cfg.min_side,
                               max_pixels=cfg.max_pixels, max_aspect=cfg.max_aspect, nima_batch=cfg.nima_batch)
     out_dir = Path(cfg.out).resolve()
+    save_config(cfg, out_dir / "_score_config.yaml")
     with dask_client(cfg.scheduler, cfg.workers) as client:
         if cfg.scheduler:
             print(f"Dask dashboard: {client.dashboard_link}", flush=True)
