@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from dask.distributed import Client, LocalCluster
-from test_score_support import Sample, encode, install_test_nima, natural_image, write_raw_shard
+from test_score_support import Sample, encode, natural_image, write_raw_shard
 
 from curation.score import build_settings, score_raw
 from curation.score_shard import read_score_metadata
@@ -32,7 +32,6 @@ def _read_all(out_dir) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    install_test_nima(tmp_path_factory.mktemp("nima"))  # before the workers spawn: they inherit TORCH_HOME
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                            memory_limit="3GiB")
     with Client(cluster) as c:
@@ -42,8 +41,8 @@ def client(tmp_path_factory):
 
 def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path):
     expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=2)
-    metrics = ("niqe", "brisque", "nima")
-    settings = build_settings(metrics, require(metrics), min_side=96, nima_batch=2)
+    metrics = ("niqe", "brisque")  # NIMA (TEST-ONLY weights) through score_shard: test_score_inputs.py
+    settings = build_settings(metrics, require(metrics), min_side=96)
     summary = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client)
     assert summary.shards_written == 4 and not summary.shards_failed
     table = _read_all(tmp_path / "scores")
@@ -51,9 +50,8 @@ def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path):
     assert len(keys) == expected_rows == len(set(keys))
     statuses = table.column("status").to_pylist()
     assert statuses.count("ok") == 8 and statuses.count("download_failed") == 4
-    assert all(v is not None for v in table.filter(pa.compute.equal(table["status"], "ok"))["nima"].to_pylist())
-    meta = read_score_metadata(tmp_path / "scores" / "00000.parquet")
-    assert meta["metrics"]["nima"]["test_only_weights"] is True  # never silently passed off as real
+    assert all(v is not None for v in table.filter(pa.compute.equal(table["status"], "ok"))["niqe"].to_pylist())
+    assert set(read_score_metadata(tmp_path / "scores" / "00000.parquet")["metrics"]) == {"niqe", "brisque"}
     # metrics were built once per worker process, not once per task
     builds = client.run(lambda: __import__("curation.metrics", fromlist=["BUILDS"]).BUILDS)
     assert sum(builds.values()) <= 2 < summary.shards_written
@@ -66,7 +64,7 @@ def _executing(dask_worker):
 
 
 def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
-    expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=3, size=(320, 320))  # ~1 s per shard
+    expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=3, size=(256, 256))  # ~0.5 s CPU per shard
     metrics = ("niqe", "brisque")
     settings = build_settings(metrics, require(metrics), min_side=96)
     killed: dict = {}
