@@ -22,20 +22,20 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from curation.imagedecode import decode_rgb  # noqa: E402
-from curation.metrics import MetricSet, build_nima_network, pyiqa_version  # noqa: E402
-from curation.weights import status_of  # noqa: E402
-from dynet_model.cliconfig import atomic_write_json, parse_config  # noqa: E402
+from curation.imagedecode import decode_rgb
+from curation.metrics import MetricSet, build_nima_network, pyiqa_version
+from curation.weights import status_of
+from dynet_model.cliconfig import atomic_write_json, parse_config
 
 
 @dataclass

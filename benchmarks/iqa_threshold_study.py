@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
 
-from curation.metrics import MetricSet  # noqa: E402
-from curation.weights import require  # noqa: E402
-from dynet_model.cliconfig import atomic_write_json, parse_config  # noqa: E402
+from curation.metrics import MetricSet
+from curation.weights import require
+from dynet_model.cliconfig import atomic_write_json, parse_config
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
         while time.time() < deadline and not killed:
             running = {a: keys for a, keys in client.run(_executing).items() if keys}
             if running:
-                addr = sorted(running)[0]
+                addr = min(running)
                 time.sleep(0.2)
                 if client.run(_executing, workers=[addr]).get(addr):
                     pid = client.run(os.getpid, workers=[addr])[addr]

@@ -14,7 +14,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from test_score_support import Sample, encode, install_test_nima, natural_image, write_raw_shard
+from test_score_support import (
+    Sample,
+    encode,
+    install_test_nima,
+    natural_image,
+    write_raw_shard,
+)
 
 from curation.score import build_settings
 from curation.score_shard import read_score_metadata, score_shard
