@@ -158,7 +158,8 @@ def _row(raw: dict, shard_id: str, scored: dict | None, extra_members: dict[str,
            "sha256": _as_str(raw.get("sha256")), "width": _as_int(raw.get("width")), "height": _as_int(raw.get("height")),
            **{m: None for m in METRIC_COLUMNS}, "status": "ok", "error": None}
     if raw.get("status") != "success":
-        row.update(status="download_failed", error=str(raw.get("error_message") or raw.get("status")))
+        # download or ingest failure: the raw status travels in the error text
+        row.update(status="download_failed", error=f"{raw.get('status')}: {_as_str(raw.get('error_message')) or 'no detail'}")
         return row
     if scored is None:
         others = extra_members.get(key)
