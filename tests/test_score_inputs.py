@@ -130,10 +130,12 @@ def test_existing_output_is_skipped_not_rescored(scored):
     assert out.stat().st_mtime_ns == before
 
 
-def test_unreadable_tar_fails_the_shard_without_output(tmp_path):
-    write_raw_shard(tmp_path / "raw", "00001", [Sample("a", encode(natural_image(seed=4)))])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_unreadable_tar_fails_the_shard_without_output(tmp_path, damage):
+    write_raw_shard(tmp_path / "raw", "00001", [Sample(f"a{i}", encode(natural_image(seed=i))) for i in range(3)])
     tar = tmp_path / "raw" / "00001.tar"
-    tar.write_bytes(b"this is not a tar archive" * 40)
+    data = tar.read_bytes()
+    tar.write_bytes(b"this is not a tar archive" * 40 if damage == "garbage" else data[: len(data) // 2])
     metrics = ("niqe",)
     res = score_shard(str(tmp_path / "raw"), str(tmp_path / "scores"), "00001", build_settings(metrics, require(metrics)))
     assert not res.written and res.error
