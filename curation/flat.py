@@ -5,19 +5,25 @@ Definition (documented in docs/curation-shard.md, the same at every scale of the
 1. grey = BT.601 luma of the RGB uint8 image, as float32 in grey levels 0..255;
 2. the grey image is downscaled ×4 by area averaging (4×4 box mean) — this suppresses sensor noise
    and JPEG ringing so that a noisy or blocky sky still counts as flat;
-3. the Sobel gradient magnitude ``sqrt(gx² + gy²)`` (3×3 kernels, reflected border) is computed on
-   the downscaled image;
-4. the image is cut into square cells of ``cell`` original pixels (``cell / 4`` downscaled pixels);
-   a cell is **flat** when the *standard deviation* of the gradient magnitude inside it is below
-   ``threshold`` (grey levels per downscaled pixel; Sobel scaled by 1/8, default 1.0). This is LSDIR's criterion (variance of the
-   Sobel magnitude per cell): a smooth gradient (sky darkening towards the horizon) has a large
-   but constant magnitude and is flat; texture, edges and structure make the magnitude vary.
-   A cell that is flat by this criterion but whose mean magnitude is near zero is flat too (the
-   criterion covers it: zero variance);
-5. a tile's **flat fraction** is the fraction of its cells that are flat (cells are equal-sized, so
+3. the Sobel gradient magnitude ``sqrt(gx² + gy²)`` (3×3 kernels scaled by 1/8, so a ramp of slope s
+   grey levels per pixel has magnitude s) is computed on the downscaled image;
+4. the image is cut into square cells of ``cell`` original pixels (``c = cell / 4`` downscaled pixels,
+   at least 4); a cell's statistic is the *standard deviation* of the gradient magnitude over its
+   ``(c-2)²`` interior pixels, i.e. the pixels whose 3×3 Sobel window lies inside the cell. A cell's
+   verdict therefore depends only on its own pixels: no bleeding from a neighbouring textured cell,
+   no image-border artefacts, and a tile's flat fraction is the same whether computed on the whole
+   image or on the tile alone;
+5. a cell is **flat** when that standard deviation is below ``threshold`` (default 1.0 grey level per
+   downscaled pixel). This is LSDIR's criterion (variance of the Sobel magnitude per cell): a smooth
+   gradient (sky darkening towards the horizon) has a large but constant magnitude and is flat;
+   texture, edges and structure make the magnitude vary;
+6. a tile's **flat fraction** is the fraction of its cells that are flat (cells are equal-sized, so
    this is the flat area fraction). Tile edges are cell edges because ``patch % cell == 0``.
 
-Everything is computed once per image (not per tile), so tiles share borders' gradients correctly.
+Known limit: detail finer than the ×4 downscale (e.g. 1-px lines every 8 px, which alias to a
+period-2 pattern the Sobel kernel cannot see) counts as flat, as in LSDIR.
+
+Computed once per image (one ×4 resize and one Sobel pass), then cut into cells and tiles.
 """
 
 from __future__ import annotations
@@ -56,8 +62,8 @@ def cell_flat_map(rgb: np.ndarray, cell: int = DEFAULT_CELL, threshold: float = 
     Only the top-left ``(H // cell) * cell × (W // cell) * cell`` region is analysed; the remainder
     cannot belong to any tile whose size is a multiple of ``cell``.
     """
-    if cell % DOWNSCALE or cell <= 0:
-        raise ValueError(f"cell size must be a positive multiple of {DOWNSCALE}, got {cell}")
+    if cell % DOWNSCALE or cell < 4 * DOWNSCALE:
+        raise ValueError(f"cell size must be a multiple of {DOWNSCALE} and at least {4 * DOWNSCALE}, got {cell}")
     h, w = rgb.shape[:2]
     rows, cols = h // cell, w // cell
     if rows == 0 or cols == 0:
@@ -66,7 +72,7 @@ def cell_flat_map(rgb: np.ndarray, cell: int = DEFAULT_CELL, threshold: float = 
     small = cv2.resize(grey, (cols * cell // DOWNSCALE, rows * cell // DOWNSCALE), interpolation=cv2.INTER_AREA)
     mag = gradient_magnitude(small)
     c = cell // DOWNSCALE
-    blocks = mag.reshape(rows, c, cols, c).transpose(0, 2, 1, 3).reshape(rows, cols, c * c)
+    blocks = mag.reshape(rows, c, cols, c).transpose(0, 2, 1, 3)[:, :, 1:-1, 1:-1].reshape(rows, cols, -1)
     std = blocks.std(axis=2, dtype=np.float64).astype(np.float32)
     return std < threshold, std
 

@@ -38,7 +38,7 @@ class ShardConfig:
     flat_threshold: float = field(default=flat.DEFAULT_THRESHOLD, metadata={
         "help": "a cell is flat when the std of its Sobel gradient magnitude (×4-downscaled grey, grey levels/px) is below this"})
     flat_cell: int = field(default=flat.DEFAULT_CELL, metadata={
-        "help": "flat-detector cell side in original pixels (multiple of 4, must divide --patch)"})
+        "help": "flat-detector cell side in original pixels (multiple of 4, >= 16, must divide --patch)"})
     max_flat: float = field(default=0.5, metadata={"help": "drop a patch whose flat area fraction is above this"})
     shard_size: str = field(default="1GB", metadata={
         "help": "target tar size: 1GB (=10^9), 200MB, 512MiB or bytes; estimated from tile counts up front"})
@@ -53,8 +53,9 @@ class ShardConfig:
 def _validate(cfg: ShardConfig) -> None:
     if cfg.patch <= 0 or cfg.patch % 4:
         raise ValueError(f"--patch must be a positive multiple of 4, got {cfg.patch}")
-    if cfg.flat_cell <= 0 or cfg.flat_cell % flat.DOWNSCALE or cfg.patch % cfg.flat_cell:
-        raise ValueError(f"--flat-cell must be a multiple of {flat.DOWNSCALE} dividing --patch ({cfg.patch}), got {cfg.flat_cell}")
+    if cfg.flat_cell < 16 or cfg.flat_cell % flat.DOWNSCALE or cfg.patch % cfg.flat_cell:
+        raise ValueError(f"--flat-cell must be a multiple of {flat.DOWNSCALE}, at least 16, dividing --patch ({cfg.patch}); "
+                         f"got {cfg.flat_cell}")
     if not 0.0 <= cfg.max_flat <= 1.0:
         raise ValueError(f"--max-flat is a fraction in [0, 1], got {cfg.max_flat}")
     if not 0 <= cfg.png_level <= 9:
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(ShardConfig, argv)
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if cfg.log_level.upper() != "DEBUG":  # Dask's per-worker INFO chatter hides the stage's own log
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         return run(cfg)
     except (ValueError, FileNotFoundError) as exc:

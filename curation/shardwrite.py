@@ -98,7 +98,8 @@ class _ShardWriter:
         self.rows: list[dict] = []
         self.dropped: list[dict] = []
         self.errors: list[dict] = []
-        self.stats = {"images": 0, "tiles_total": 0, "decode_s": 0.0, "tile_flat_s": 0.0, "encode_s": 0.0, "write_s": 0.0}
+        self.counts = {"images": 0, "tiles_total": 0}
+        self.stats = {"decode_s": 0.0, "tile_flat_s": 0.0, "encode_s": 0.0, "write_s": 0.0}
 
     def add_image(self, row: dict, data: bytes) -> None:
         t0 = time.perf_counter()
@@ -111,8 +112,8 @@ class _ShardWriter:
         p = self.params
         tiles = tiling.tile_image(rgb, p.patch, cell=p.flat_cell, threshold=p.flat_threshold)
         t2 = time.perf_counter()
-        self.stats["images"] += 1
-        self.stats["tiles_total"] += len(tiles)
+        self.counts["images"] += 1
+        self.counts["tiles_total"] += len(tiles)
         self.stats["decode_s"] += t1 - t0
         self.stats["tile_flat_s"] += t2 - t1
         for tile in tiles:
@@ -148,8 +149,8 @@ class _ShardWriter:
         os.replace(self.tmp_tar, tar_final)
         self.stats["write_s"] += time.perf_counter() - t0
         record = {"name": f"{self.name}.tar", "samples": len(self.rows), "bytes": size,
-                  "dropped_flat": len(self.dropped), "errors": self.errors,
-                  **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.stats.items()}}
+                  "dropped_flat": len(self.dropped), "errors": self.errors, **self.counts,
+                  "timing": {k: round(v, 4) for k, v in self.stats.items()}}  # the only non-deterministic part
         atomic_write_json(marker_path(self.out_dir, self.index), record)
         return record
 
