@@ -19,8 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from curation import flat, shardplan
-from curation.shardwrite import TileParams, read_marker, write_shard
-from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
+from curation.shardwrite import TileParams, publish_json, read_marker, write_shard
+from dynet_model.cliconfig import parse_config, save_config
 
 _LOG = logging.getLogger("curation.shard")
 PLAN_NAME = "plan.json"
@@ -84,7 +84,7 @@ def _check_or_save_plan(out: Path, plan: shardplan.Plan) -> None:
                              f"(plan fingerprint {old.get('fingerprint', '?')[:12]} != {plan.fingerprint[:12]}); "
                              "use a fresh --out folder")
         return
-    atomic_write_json(path, plan.summary())
+    publish_json(path, plan.summary())
 
 
 def _clean_temps(out: Path) -> None:
@@ -138,7 +138,7 @@ def write_manifest(out: Path, plan: shardplan.Plan, patch: int) -> dict:
         "too_small": plan.too_small,
         "plan_fingerprint": plan.fingerprint,
     }
-    atomic_write_json(out / MANIFEST_NAME, manifest)
+    publish_json(out / MANIFEST_NAME, manifest)
     return manifest
 
 

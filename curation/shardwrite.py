@@ -54,6 +54,12 @@ class TileParams:
     png_level: int
 
 
+def publish_json(path: Path, obj) -> None:
+    """Atomic JSON write, readable by everyone (the temp file is created 0600)."""
+    atomic_write_json(path, obj)
+    os.chmod(path, 0o644)
+
+
 def shard_name(index: int) -> str:
     return f"patches-{index:06d}"
 
@@ -151,7 +157,7 @@ class _ShardWriter:
         record = {"name": f"{self.name}.tar", "samples": len(self.rows), "bytes": size,
                   "dropped_flat": len(self.dropped), "errors": self.errors, **self.counts,
                   "timing": {k: round(v, 4) for k, v in self.stats.items()}}  # the only non-deterministic part
-        atomic_write_json(marker_path(self.out_dir, self.index), record)
+        publish_json(marker_path(self.out_dir, self.index), record)
         return record
 
     def abort(self) -> None:
