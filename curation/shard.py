@@ -106,6 +106,8 @@ def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> 
 
     from curation.cluster import dask_client
 
+    if cfg.log_level.upper() != "DEBUG":  # Dask's INFO chatter (set when distributed is imported) hides ours
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     with dask_client(cfg.scheduler, max(cfg.workers, 1)) as client:
         futures = [client.submit(write_shard, i, plan.shards[i], str(Path(cfg.raw).resolve()), str(Path(out).resolve()),
                                  params, key=f"write-shard-{plan.fingerprint[:10]}-{i}", pure=False)
@@ -167,8 +169,6 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(ShardConfig, argv)
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if cfg.log_level.upper() != "DEBUG":  # Dask's per-worker INFO chatter hides the stage's own log
-        logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         return run(cfg)
     except (ValueError, FileNotFoundError) as exc:
