@@ -219,7 +219,7 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
     thresholds.update(thresholds_from_stats(root / "filter_stats.json") if not thresholds else {})
     thresholds.update(parse_thresholds(cfg.thresholds) if cfg.thresholds else {})
     table = sources.get("decisions") or sources.get("scores")
-    decisions = _read(table) if table else []
+    decisions = _read(table, ["key", "raw_shard", "kept", "drop_reason", "status", *METRICS]) if table else []
     if table == sources.get("scores"):  # no filter run yet: every scored image counts as not (yet) kept
         decisions = [{**r, "kept": False} for r in decisions]
     figures: dict[str, Path] = {}

@@ -24,6 +24,7 @@ from dynet_model.cliconfig import parse_config, save_config
 
 _LOG = logging.getLogger("curation.shard")
 PLAN_NAME = "plan.json"
+PLAN_TABLE = "plan.parquet"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -75,7 +76,10 @@ def build_plan(cfg: ShardConfig) -> shardplan.Plan:
 
 
 def _check_or_save_plan(out: Path, plan: shardplan.Plan) -> None:
-    """The first run saves the plan; later runs must recompute the identical plan (same inputs and flags)."""
+    """The first run saves the plan; later runs must recompute the identical plan (same inputs and flags).
+
+    plan.parquet (the rows each task reads) is written before plan.json, which marks the plan as saved.
+    """
     path = out / PLAN_NAME
     if path.exists():
         old = json.loads(path.read_text())
@@ -83,7 +87,9 @@ def _check_or_save_plan(out: Path, plan: shardplan.Plan) -> None:
             raise SystemExit(f"{out} holds shards planned from a different kept.parquet or different flags "
                              f"(plan fingerprint {old.get('fingerprint', '?')[:12]} != {plan.fingerprint[:12]}); "
                              "use a fresh --out folder")
-        return
+        if (out / PLAN_TABLE).exists():
+            return
+    shardplan.write_plan_table(plan, out / PLAN_TABLE)
     publish_json(path, plan.summary())
 
 
@@ -94,11 +100,12 @@ def _clean_temps(out: Path) -> None:
 
 
 def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> None:
-    params, out = tile_params(cfg), str(Path(cfg.out))
+    params, out = tile_params(cfg), str(Path(cfg.out).resolve())
+    raw, plan_path = str(Path(cfg.raw).resolve()), str(Path(out) / PLAN_TABLE)
     bar = tqdm(total=len(pending), desc="shards", unit="shard")
     if cfg.workers == 0 and not cfg.scheduler:
         for i in pending:
-            write_shard(i, plan.shards[i], cfg.raw, out, params)
+            write_shard(i, plan_path, raw, out, params)
             bar.update(1)
         bar.close()
         return
@@ -109,8 +116,8 @@ def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> 
     if cfg.log_level.upper() != "DEBUG":  # Dask's INFO chatter (set when distributed is imported) hides ours
         logging.getLogger("distributed").setLevel(logging.WARNING)
     with dask_client(cfg.scheduler, max(cfg.workers, 1)) as client:
-        futures = [client.submit(write_shard, i, plan.shards[i], str(Path(cfg.raw).resolve()), str(Path(out).resolve()),
-                                 params, key=f"write-shard-{plan.fingerprint[:10]}-{i}", pure=False)
+        futures = [client.submit(write_shard, i, plan_path, raw, out, params,
+                                 key=f"write-shard-{plan.fingerprint[:10]}-{i}", pure=False)
                    for i in pending]
         for fut in as_completed(futures):
             record = fut.result()  # re-raises a task's exception here
@@ -122,7 +129,7 @@ def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> 
 def write_manifest(out: Path, plan: shardplan.Plan, patch: int) -> dict:
     """Collect every shard's marker into manifest.json (deterministic content; written last of all)."""
     records = []
-    for i in range(len(plan.shards)):
+    for i in range(plan.n_shards):
         rec = read_marker(out, i)
         if rec is None:
             raise RuntimeError(f"shard {i} has no completion marker; cannot write the manifest")
@@ -153,10 +160,9 @@ def run(cfg: ShardConfig) -> dict:
     _check_or_save_plan(out, plan)
     save_config(cfg, out / "shard_config.yaml")
     _clean_temps(out)
-    pending = [i for i in range(len(plan.shards)) if read_marker(out, i) is None]
-    n_images = sum(len(s) for s in plan.shards)
+    pending = [i for i in range(plan.n_shards) if read_marker(out, i) is None]
     _LOG.info("%d image(s) in %d shard(s) (%d already complete); %d duplicate(s), %d smaller than one patch",
-              n_images, len(plan.shards), len(plan.shards) - len(pending), len(plan.duplicates), len(plan.too_small))
+              plan.table.num_rows, plan.n_shards, plan.n_shards - len(pending), len(plan.duplicates), len(plan.too_small))
     if pending:
         _run_pending(cfg, plan, pending)
     manifest = write_manifest(out, plan, cfg.patch)

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from curation import rawshards, tiling
 from curation.imagedecode import DecodeError, decode_rgb
+from curation.shardplan import read_plan_rows
 from dynet_model.cliconfig import atomic_write_json
 
 SCORE_COLUMNS = ("niqe", "brisque", "nima")
@@ -168,12 +169,13 @@ class _ShardWriter:
             self.tmp_tar.unlink(missing_ok=True)
 
 
-def write_shard(index: int, items: list[dict], raw_dir: str, out_dir: str, params: TileParams) -> dict:
-    """Write output shard ``index`` from ``items`` (plan rows); idempotent: a complete shard is not redone."""
+def write_shard(index: int, plan_path: str, raw_dir: str, out_dir: str, params: TileParams) -> dict:
+    """Write output shard ``index`` from its rows in plan.parquet; idempotent: a complete shard is not redone."""
     out = Path(out_dir)
     done = read_marker(out, index)
     if done is not None:
         return done
+    items = read_plan_rows(plan_path, index)
     writer = _ShardWriter(out, index, params)
     try:
         by_raw: dict[str, dict[str, dict]] = {}
