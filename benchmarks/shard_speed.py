@@ -27,10 +27,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation import shard, tiling  # noqa: E402
-from curation.imagedecode import decode_rgb, probe_size  # noqa: E402
-from curation.shardwrite import read_marker  # noqa: E402
-from dynet_model.cliconfig import atomic_write_json, parse_config  # noqa: E402
+from curation import shard, tiling
+from curation.imagedecode import decode_rgb, probe_size
+from curation.shardwrite import read_marker
+from dynet_model.cliconfig import atomic_write_json, parse_config
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from curation import flat, tiling  # noqa: E402
-from curation.imagedecode import decode_rgb  # noqa: E402
-from dynet_model.cliconfig import parse_config  # noqa: E402
+from curation import flat, tiling
+from curation.imagedecode import decode_rgb
+from dynet_model.cliconfig import parse_config
 
 
 def overlay(rgb: np.ndarray, patch: int, cell: int, threshold: float) -> np.ndarray:

@@ -43,10 +43,10 @@ class QueryConfig:
 
     sql: str = field(metadata={"positional": True, "help": "one SELECT-type SQL statement over the views "
                                "raw, scores, decisions, kept, patches, dropped_tiles"})
-    root: str = field(default=".", metadata={"help": "pipeline folder holding raw/, scores/, kept.parquet, decisions.parquet, shards/"})
+    root: str = field(default=".", metadata={"help": "pipeline folder holding raw/, scores/, kept.parquet, decisions.parquet, shards/ (default .)"})
     csv: str | None = field(default=None, metadata={"help": "write the result to this CSV file instead of printing"})
     parquet: str | None = field(default=None, metadata={"help": "write the result to this parquet file instead of printing"})
-    max_rows: int = field(default=50, metadata={"help": "rows printed to the terminal (files get every row)"})
+    max_rows: int = field(default=50, metadata={"help": "rows printed to the terminal; files get every row (default 50)"})
 
 
 def _first_existing(*paths: Path) -> Path | None:

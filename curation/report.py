@@ -19,15 +19,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import yaml  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
 
-from curation import flat, flatviz, tiling  # noqa: E402
-from curation.query import table_sources  # noqa: E402
-from curation.reportgrid import load_sources, patch_grid_from_tars, thumbnail_grid  # noqa: E402
-from dynet_model.cliconfig import atomic_write_text, parse_config  # noqa: E402
+from curation import flat, flatviz, tiling
+from curation.query import table_sources
+from curation.reportgrid import load_sources, patch_grid_from_tars, thumbnail_grid
+from dynet_model.cliconfig import atomic_write_text, parse_config
 
 _LOG = logging.getLogger("curation.report")
 METRICS = ("niqe", "brisque", "nima")
@@ -38,13 +38,13 @@ HIGHER_IS_BETTER = {"niqe": False, "brisque": False, "nima": True}
 class ReportConfig:
     """Plots and image grids of a curation run, to choose the filter and flat thresholds."""
 
-    root: str = field(default=".", metadata={"help": "pipeline folder (raw/, scores/, decisions.parquet, kept.parquet, shards/)"})
-    out: str = field(default="report", metadata={"help": "output folder for PNGs, index.md and index.html"})
+    root: str = field(default=".", metadata={"help": "pipeline folder (raw/, scores/, decisions.parquet, kept.parquet, shards/); default ."})
+    out: str = field(default="report", metadata={"help": "output folder for PNGs, index.md and index.html (default report)"})
     thresholds: str | None = field(default=None, metadata={
         "help": "niqe=…,brisque=…,nima=… to mark; default: read from filter_stats.json when present"})
-    samples: int = field(default=16, metadata={"help": "images / patches per grid"})
-    seed: int = field(default=0, metadata={"help": "random seed for the grids"})
-    thumb: int = field(default=160, metadata={"help": "thumbnail side in pixels"})
+    samples: int = field(default=16, metadata={"help": "images / patches per grid (default 16)"})
+    seed: int = field(default=0, metadata={"help": "random seed for the grids (default 0)"})
+    thumb: int = field(default=160, metadata={"help": "thumbnail side in pixels (default 160)"})
 
 
 def parse_thresholds(text: str) -> dict[str, float]:

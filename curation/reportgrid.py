@@ -9,13 +9,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from curation import rawshards, tiling  # noqa: E402
-from curation.imagedecode import DecodeError, decode_rgb  # noqa: E402
-from curation.shardplan import raw_shard_id  # noqa: E402
+from curation import rawshards, tiling
+from curation.imagedecode import DecodeError, decode_rgb
+from curation.shardplan import raw_shard_id
 
 
 def load_sources(raw_dir: Path, rows: list[dict]) -> dict[str, np.ndarray]:

@@ -32,23 +32,23 @@ MANIFEST_NAME = "manifest.json"
 class ShardConfig:
     """Tile kept images into flat-filtered PNG patches written as WebDataset shards with parquet lineage."""
 
-    kept: str = field(default="kept.parquet", metadata={"help": "kept.parquet written by curation.filter"})
-    raw: str = field(default="raw", metadata={"help": "folder of raw shards (NNNNN.tar) the kept rows point into"})
-    out: str = field(default="shards", metadata={"help": "output folder for patches-NNNNNN.{tar,parquet} and manifest.json"})
-    patch: int = field(default=512, metadata={"help": "patch side in pixels (non-overlapping grid from the top-left corner)"})
+    kept: str = field(default="kept.parquet", metadata={"help": "kept.parquet written by curation.filter (default kept.parquet)"})
+    raw: str = field(default="raw", metadata={"help": "folder of raw shards (NNNNN.tar) the kept rows point into (default raw)"})
+    out: str = field(default="shards", metadata={"help": "output folder for patches-NNNNNN.{tar,parquet} and manifest.json (default shards)"})
+    patch: int = field(default=512, metadata={"help": "patch side in pixels, non-overlapping grid from the top-left corner (default 512)"})
     flat_threshold: float = field(default=flat.DEFAULT_THRESHOLD, metadata={
-        "help": "a cell is flat when the std of its Sobel gradient magnitude (×4-downscaled grey, grey levels/px) is below this"})
+        "help": "a cell is flat when the std of its Sobel gradient magnitude (×4-downscaled grey, grey levels/px) is below this (default 1.0)"})
     flat_cell: int = field(default=flat.DEFAULT_CELL, metadata={
-        "help": "flat-detector cell side in original pixels (multiple of 4, >= 16, must divide --patch)"})
-    max_flat: float = field(default=0.5, metadata={"help": "drop a patch whose flat area fraction is above this"})
+        "help": "flat-detector cell side in original pixels (multiple of 4, >= 16, must divide --patch; default 64)"})
+    max_flat: float = field(default=0.5, metadata={"help": "drop a patch whose flat area fraction is above this (default 0.5)"})
     shard_size: str = field(default="1GB", metadata={
-        "help": "target tar size: 1GB (=10^9), 200MB, 512MiB or bytes; estimated from tile counts up front"})
+        "help": "target tar size: 1GB (=10^9), 200MB, 512MiB or bytes; estimated from tile counts up front (default 1GB)"})
     bytes_per_pixel: float = field(default=1.8, metadata={
-        "help": "estimated PNG bytes per pixel used to plan shard sizes (flat tiles dropped later make shards smaller)"})
-    png_level: int = field(default=3, metadata={"help": "PNG (zlib) compression level 0-9; lossless at every level"})
+        "help": "estimated PNG bytes per pixel used to plan shard sizes (flat tiles dropped later make shards smaller; default 1.8)"})
+    png_level: int = field(default=3, metadata={"help": "PNG (zlib) compression level 0-9; lossless at every level (default 3)"})
     scheduler: str | None = field(default=None, metadata={"help": "Dask scheduler address; default: a LocalCluster"})
-    workers: int = field(default=2, metadata={"help": "LocalCluster worker processes; 0 runs in this process without Dask"})
-    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+    workers: int = field(default=2, metadata={"help": "LocalCluster worker processes; 0 runs in this process without Dask (default 2)"})
+    log_level: str = field(default="INFO", metadata={"help": "logging level (default INFO)"})
 
 
 def _validate(cfg: ShardConfig) -> None:

@@ -100,8 +100,8 @@ class _ShardWriter:
         self.name = shard_name(index)
         self.token = uuid.uuid4().hex[:12]
         self.tmp_tar = out_dir / f".{self.name}.tar.{self.token}.tmp"
-        self.fh = open(self.tmp_tar, "wb")
-        self.tar = tarfile.open(fileobj=self.fh, mode="w", format=tarfile.USTAR_FORMAT)
+        self.fh = open(self.tmp_tar, "wb")  # noqa: SIM115 - owned by the writer, closed in commit()/abort()
+        self.tar = tarfile.open(fileobj=self.fh, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self.rows: list[dict] = []
         self.dropped: list[dict] = []
         self.errors: list[dict] = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from test_shard_helpers import make_dataset
 
 from curation import query, shard
-from test_shard_helpers import make_dataset
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from PIL import Image
+from test_shard_helpers import make_dataset
 
 from curation import report, shard
-from test_shard_helpers import make_dataset
 
 
 def test_report_writes_plots_grids_and_index(tmp_path):

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+from test_shard_helpers import make_dataset
 
 from curation import flat, rawshards, shard, tiling
 from curation.imagedecode import decode_rgb
 from curation.shardplan import parse_size
-from test_shard_helpers import make_dataset
 
 PATCH, CELL = 64, 32
 ARGS = ["--patch", str(PATCH), "--flat-cell", str(CELL), "--shard-size", "60KB", "--log-level", "WARNING"]
@@ -152,3 +152,32 @@ def test_bad_flags_are_refused(produced, tmp_path):
     for extra in (["--patch", "64", "--flat-cell", "48"], ["--max-flat", "1.5"], ["--shard-size", "lots"]):
         with pytest.raises(SystemExit):
             shard.main([*base, *extra])
+
+
+def test_bad_images_are_recorded_not_fatal(tmp_path):
+    import pyarrow as pa
+    from test_shard_helpers import encode, textured, write_raw_shard
+    good = encode(textured(64, 128, 1))
+    rows = write_raw_shard(tmp_path / "raw", "00000", [("good", good, 128, 64), ("broken", b"<html>oops</html>", 128, 64)], "t")
+    kept = [{"key": r["key"], "raw_shard": "00000", "sha256": r["sha256"], "width": 128, "height": 64, "kept": True}
+            for r in rows]
+    kept += [{"key": "absent", "raw_shard": "00000", "sha256": "a" * 64, "width": 128, "height": 64, "kept": True},
+             {"key": "elsewhere", "raw_shard": "00009", "sha256": "b" * 64, "width": 128, "height": 64, "kept": True},
+             {"key": "rejected", "raw_shard": "00000", "sha256": "c" * 64, "width": 128, "height": 64, "kept": False}]
+    pq.write_table(pa.Table.from_pylist(kept), tmp_path / "kept.parquet")
+    manifest = shard.main(["--kept", str(tmp_path / "kept.parquet"), "--raw", str(tmp_path / "raw"),
+                           "--out", str(tmp_path / "shards"), *ARGS, "--workers", "0"])
+    assert manifest["total_samples"] == 2 and manifest["images_tiled"] == 1
+    statuses = {e["key"]: e["status"] for e in manifest["image_errors"]}
+    assert statuses == {"broken": "decode_error", "absent": "missing_in_raw", "elsewhere": "raw_shard_unreadable"}
+    rows = pq.read_table(sorted((tmp_path / "shards").glob("patches-*.parquet"))).to_pylist()
+    assert {r["source_key"] for r in rows} == {"good"} and rows[0]["url"] is None  # optional columns may be absent
+
+
+def test_empty_kept_table_gives_an_empty_manifest(tmp_path):
+    from curation.shardplan import PLAN_SCHEMA
+    pq.write_table(PLAN_SCHEMA.empty_table(), tmp_path / "kept.parquet")
+    (tmp_path / "raw").mkdir()
+    manifest = shard.main(["--kept", str(tmp_path / "kept.parquet"), "--raw", str(tmp_path / "raw"),
+                           "--out", str(tmp_path / "shards"), *ARGS, "--workers", "0"])
+    assert manifest["shards"] == [] and manifest["total_samples"] == 0
