@@ -152,7 +152,7 @@ def _image_grids(cfg: ReportConfig, decisions: list[dict], raw_dir: Path, out: P
         if not chosen:
             continue
         images = load_sources(raw_dir, chosen)
-        captions = [f"{r['key']}\n" + (str(r.get("drop_reason") or r.get("status") or "") if label == "dropped" else "")
+        captions = [f"{r['key']}\n" + (f"{r.get('drop_reason') or r.get('status') or 'dropped'}: " if label == "dropped" else "")
                     + " ".join(f"{m}={r[m]:.1f}" for m in METRICS if r.get(m) is not None) for r in chosen]
         paths[f"images_{label}"] = thumbnail_grid([images.get(r["key"]) for r in chosen], captions,
                                                   out / f"images_{label}.png", cfg.thumb, f"random {label} images")
