@@ -75,5 +75,5 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def patch_key(source_key: str, tile: Tile) -> str:
-    """Sample key of a patch: ``SOURCEKEY_xX0_yY0`` (no dots, so WebDataset groups .png/.json correctly)."""
-    return f"{source_key}_x{tile.box[0]}_y{tile.box[1]}"
+    """Sample key of a patch: ``SOURCEKEY_xX0_yY0``; dots become ``_`` so WebDataset groups .png/.json correctly."""
+    return f"{source_key.replace('.', '_')}_x{tile.box[0]}_y{tile.box[1]}"
