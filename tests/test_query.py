@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -14,13 +15,21 @@ from curation import query, shard
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("queryroot")
     info = make_dataset(root, n_images=6)
+    decisions = pq.read_table(root / "decisions.parquet")
+    (root / "scores").mkdir()
+    for sid in ("00000", "00001"):  # scores/NNNNN.parquet, one per raw shard (curation.score's layout)
+        part = decisions.filter(pc.equal(decisions.column("raw_shard"), sid))
+        pq.write_table(part.drop_columns(["kept", "drop_reason"]), root / "scores" / f"{sid}.parquet")
     shard.main(["--kept", str(info["kept"]), "--raw", str(info["raw"]), "--out", str(root / "shards"),
                 "--patch", "64", "--flat-cell", "32", "--workers", "0", "--log-level", "WARNING"])
     return root
 
 
 def test_views_exist_for_the_tables_present(root):
-    assert set(query.table_sources(root)) == {"raw", "decisions", "kept", "patches", "dropped_tiles"}
+    assert set(query.table_sources(root)) == {"raw", "scores", "decisions", "kept", "patches", "dropped_tiles"}
+    counts = query.run_query("SELECT (SELECT count(*) FROM scores) AS s, (SELECT count(*) FROM decisions) AS d, "
+                             "(SELECT count(*) FROM raw) AS r", root).to_pylist()[0]
+    assert counts["s"] == counts["d"] == counts["r"] + 1  # the fixture has one scored row whose image is not in raw/
     assert query.table_sources(root / "nothing-here") == {}
 
 
@@ -60,4 +69,4 @@ def test_non_read_only_statements_are_refused(root, sql):
 
 def test_unknown_table_lists_the_views(root):
     with pytest.raises(SystemExit, match="views available under .*patches"):
-        query.main(["SELECT * FROM scores", "--root", str(root)])
+        query.main(["SELECT * FROM nonexistent_table", "--root", str(root)])
