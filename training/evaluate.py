@@ -97,10 +97,16 @@ def _run_one(restorer: Restorer, lq: np.ndarray, device: str) -> tuple[np.ndarra
 
 
 def score_column(restorer: Restorer, items, *, column: str, y_channel: bool, device: str,
-                 save_dir: Path | None, total: int) -> dict:
-    """Restore and score every (name, lq, gt) of one column; per-image rows + means."""
+                 save_dir: Path | None, total: int, warmup: bool = False) -> dict:
+    """Restore and score every (name, lq, gt) of one column; per-image rows + means.
+
+    ``warmup`` runs the first image once untimed first (allocator / kernel selection).
+    """
     rows, times = [], []
     for name, lq, gt in tqdm(items, total=total, desc=column, leave=False):
+        if warmup and restorer.model is not None:
+            _run_one(restorer, lq, device)
+            warmup = False
         out, dt = _run_one(restorer, lq, device)
         p, s = score_pair(to_float01(gt), out, y_channel=y_channel)
         rows.append({"name": name, "psnr": p, "ssim": s})
@@ -125,7 +131,7 @@ def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: 
         columns[column] = score_column(
             restorer, rd.iter_pair_set(pairs, protocol.crop_base), column=column,
             y_channel=protocol.derain_y_channel and task == "derain", device=device,
-            save_dir=save_dir, total=len(pairs))
+            save_dir=save_dir, total=len(pairs), warmup=not columns)
     stream = np.random.RandomState(noise_seed)
     for set_name, files in sets.denoise.items():
         for sigma in sigmas:
@@ -133,7 +139,7 @@ def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: 
             column = f"{set_name} σ{sigma}"
             columns[column] = score_column(
                 restorer, rd.iter_denoise_set(files, sigma, protocol.crop_base, rng), column=column,
-                y_channel=False, device=device, save_dir=save_dir, total=len(files))
+                y_channel=False, device=device, save_dir=save_dir, total=len(files), warmup=not columns)
     return {"model": restorer.name, "arch": restorer.arch,
             "reuse": list(restorer.reuse) if restorer.reuse else None,
             "protocol": protocol.name, "protocol_description": protocol.description,
