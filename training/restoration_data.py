@@ -175,3 +175,105 @@ def random_patch(imgs: Sequence[np.ndarray], size: int, rng: np.random.Generator
         h, w = imgs[0].shape[:2]
     y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     return [i[y:y + size, x:x + size] for i in imgs]
+
+
+# ----------------------------------------------------------------------------- training sources
+
+TASKS = ("denoise", "derain", "dehaze")
+
+
+@dataclass
+class TrainSources:
+    """Validated training files per task (only the tasks being trained are filled)."""
+    denoise: list[Path]
+    derain: list[Pair]
+    dehaze: list[Pair]
+
+    def sizes(self) -> dict[str, int]:
+        return {"denoise": len(self.denoise), "derain": len(self.derain), "dehaze": len(self.dehaze)}
+
+
+def parse_tasks(tasks: Sequence[str]) -> list[str]:
+    """``["denoise,derain", "dehaze"]`` -> ``["denoise", "derain", "dehaze"]`` (validated, order kept)."""
+    out: list[str] = []
+    for item in tasks:
+        for t in (s.strip().lower() for s in item.split(",")):
+            if not t:
+                continue
+            if t not in TASKS:
+                raise ValueError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
+            if t not in out:
+                out.append(t)
+    if not out:
+        raise ValueError(f"no task given; choose any of {', '.join(TASKS)}")
+    return out
+
+
+def collect_train_sources(tasks: Sequence[str], *, denoise_dirs: Sequence[str] = (),
+                          derain_dir: str | None = None, dehaze_dir: str | None = None) -> TrainSources:
+    """List and validate the training data of every requested task (clear error before training)."""
+    src = TrainSources(denoise=[], derain=[], dehaze=[])
+    if "denoise" in tasks:
+        if not denoise_dirs:
+            raise DatasetLayoutError("task denoise needs --denoise-dirs (folders of clean images, e.g. BSD400 WED)")
+        for d in denoise_dirs:
+            src.denoise += list_images(d, recursive=True, what="denoise training folder (--denoise-dirs)")
+    if "derain" in tasks:
+        if not derain_dir:
+            raise DatasetLayoutError("task derain needs --derain-dir (Train/Derain with rainy/ and gt/)")
+        src.derain = list_derain_pairs(derain_dir, what="derain training set (--derain-dir)")
+    if "dehaze" in tasks:
+        if not dehaze_dir:
+            raise DatasetLayoutError("task dehaze needs --dehaze-dir (Train/Dehaze with synthetic/ and original/)")
+        src.dehaze = list_dehaze_pairs(dehaze_dir, what="dehaze training set (--dehaze-dir)")
+    return src
+
+
+class TaskMixDataset:
+    """Map-style dataset of training patches; sample ``i`` is a pure function of ``(seed, i)``.
+
+    Each sample draws its task uniformly from ``tasks`` (balanced across tasks), then a file
+    uniformly, a ``patch_size`` crop (after the official centre-crop to a multiple of 16) and one of
+    the 7 non-identity flips/rotations (PromptIR ``random_augmentation``); denoise adds Gaussian
+    noise with sigma drawn uniformly from ``sigmas`` (clip + uint8 truncation, as the official code).
+    Returns ``{"lq", "gt"}`` as 3 x P x P float tensors in [0, 1] and ``"task"`` (index into TASKS).
+    """
+
+    def __init__(self, sources: TrainSources, *, tasks: Sequence[str], sigmas: Sequence[float],
+                 patch_size: int = 128, seed: int = 0) -> None:
+        self.sources, self.tasks = sources, list(tasks)
+        self.sigmas, self.patch_size, self.seed = [float(s) for s in sigmas], int(patch_size), int(seed)
+        for t in self.tasks:
+            if not sources.sizes()[t]:
+                raise DatasetLayoutError(f"task {t}: no training images")
+
+    def __len__(self) -> int:
+        return 2 ** 62  # virtual: indices are sample counters
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        rng = np.random.default_rng([self.seed, int(index)])
+        task = self.tasks[int(rng.integers(len(self.tasks)))]
+        if task == "denoise":
+            files = self.sources.denoise
+            clean = _crop16(read_rgb(files[int(rng.integers(len(files)))]))
+            gt = augment(random_patch([clean], self.patch_size, rng)[0], int(rng.integers(1, 8)))
+            sigma = self.sigmas[int(rng.integers(len(self.sigmas)))]
+            lq = np.clip(gt + rng.standard_normal(gt.shape) * sigma, 0, 255).astype(np.uint8)
+        else:
+            pairs = self.sources.derain if task == "derain" else self.sources.dehaze
+            pair = pairs[int(rng.integers(len(pairs)))]
+            lq_img, gt_img = _crop16(read_rgb(pair.lq)), _crop16(read_rgb(pair.gt))
+            if lq_img.shape != gt_img.shape:
+                raise DatasetLayoutError(f"size mismatch between {pair.lq} and {pair.gt}")
+            mode = int(rng.integers(1, 8))
+            lq, gt = (augment(p, mode) for p in random_patch([lq_img, gt_img], self.patch_size, rng))
+
+        def to_t(a: np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255.0)
+        return {"lq": to_t(lq), "gt": to_t(gt), "task": TASKS.index(task)}
+
+
+def _crop16(img: np.ndarray) -> np.ndarray:
+    return center_crop_multiple(img, 16) if min(img.shape[:2]) >= 16 else img
