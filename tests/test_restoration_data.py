@@ -18,7 +18,7 @@ def test_pair_layouts_and_sorted_order(tmp_path):
     same = rd.list_derain_pairs(make_test_sets(tmp_path / "b", n=2, derain_naming="same")["rain100l"])
     assert [(p.lq.name, p.gt.name) for p in same] == [("1.png", "1.png"), ("2.png", "2.png")]
     haze = rd.list_dehaze_pairs(sets["sots"])
-    assert [(p.lq.name, p.gt.name) for p in haze][0] == ("0001_0.8_0.2.png", "0001.png")
+    assert (haze[0].lq.name, haze[0].gt.name) == ("0001_0.8_0.2.png", "0001.png")
 
 
 def test_training_layouts(tmp_path):

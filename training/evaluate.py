@@ -12,7 +12,6 @@ See docs/training-finetune-evaluate.md and training/protocols.py for the exact p
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from dynet_model.cliconfig import atomic_write_json, atomic_write_text, parse_config
+from training import eval_report
+from training import restoration_data as rd
 from training.metrics import mean_or_nan, score_pair, to_float01
 from training.protocols import Protocol, get_protocol
 from training.restorers import Restorer, load_restorer
-from training import restoration_data as rd
-from training import eval_report
 
 log = logging.getLogger("training.evaluate")
 
@@ -121,7 +120,7 @@ def score_column(restorer: Restorer, items, *, column: str, y_channel: bool, dev
 
 def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: list[int],
              noise_seed: int = 0, noise_seeding: str = "per-sigma", device: str = "cpu",
-             save_images: str | None = None) -> dict:
+             save_images: str | None = None, warmup: bool = True) -> dict:
     """All columns for one restorer. Column names: 'SOTS', 'Rain100L', 'BSD68 σ15', ..."""
     if noise_seeding not in ("per-sigma", "stream"):
         raise ValueError(f"--noise-seeding must be per-sigma or stream, got {noise_seeding!r}")
@@ -131,7 +130,7 @@ def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: 
         columns[column] = score_column(
             restorer, rd.iter_pair_set(pairs, protocol.crop_base), column=column,
             y_channel=protocol.derain_y_channel and task == "derain", device=device,
-            save_dir=save_dir, total=len(pairs), warmup=not columns)
+            save_dir=save_dir, total=len(pairs), warmup=warmup and not columns)
     stream = np.random.RandomState(noise_seed)
     for set_name, files in sets.denoise.items():
         for sigma in sigmas:
@@ -139,7 +138,7 @@ def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: 
             column = f"{set_name} σ{sigma}"
             columns[column] = score_column(
                 restorer, rd.iter_denoise_set(files, sigma, protocol.crop_base, rng), column=column,
-                y_channel=False, device=device, save_dir=save_dir, total=len(files), warmup=not columns)
+                y_channel=False, device=device, save_dir=save_dir, total=len(files), warmup=warmup and not columns)
     return {"model": restorer.name, "arch": restorer.arch,
             "reuse": list(restorer.reuse) if restorer.reuse else None,
             "protocol": protocol.name, "protocol_description": protocol.description,
@@ -156,8 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
     restorer = load_restorer(model=cfg.model, checkpoint=cfg.checkpoint,
                              official_checkpoint=cfg.official_checkpoint, arch=cfg.arch,
                              variant=cfg.variant, device=cfg.device)
-    kwargs = dict(protocol=protocol, sigmas=list(cfg.sigmas), noise_seed=cfg.noise_seed,
-                  noise_seeding=cfg.noise_seeding, device=cfg.device, save_images=cfg.save_images)
+    kwargs = {"protocol": protocol, "sigmas": list(cfg.sigmas), "noise_seed": cfg.noise_seed,
+              "noise_seeding": cfg.noise_seeding, "device": cfg.device, "save_images": cfg.save_images}
     if cfg.sweep_depths:
         from dynet_model.variants import parse_reuse
         vectors = [tuple(parse_reuse(v)) for v in cfg.sweep_depths]

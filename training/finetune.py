@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 from training import restoration_data as rd
+from training.distributed import DistEnv, cleanup, init_distributed
 from training.finetune_schedule import Schedule, epoch_samples_promptir, resolve_schedule
 from training.loop import LoopConfig, OptimConfig, StepResult, Trainer
-from training.distributed import DistEnv, cleanup, init_distributed
 
 log = logging.getLogger("training.finetune")
 

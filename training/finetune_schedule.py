@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 # PromptIR's epoch: every clean image once per sigma list, each list repeated 3x; Rain100L x120; OTS x1
 PROMPTIR_REPEATS = {"denoise_per_sigma": 3, "derain": 120, "dehaze": 1}

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -30,7 +31,7 @@ class Restorer:
     def supports_reuse(self) -> bool:
         return self.model is not None and self.arch == "dynet"
 
-    def with_reuse(self, reuse: Sequence[int]) -> "Restorer":
+    def with_reuse(self, reuse: Sequence[int]) -> Restorer:
         if not self.supports_reuse:
             raise ValueError(f"{self.name}: a reuse vector applies to DyNet models only (arch={self.arch})")
         reuse = tuple(int(r) for r in reuse)
