@@ -66,6 +66,16 @@ def test_noise_seeding_stream_differs_from_per_sigma(tmp_path):
     assert per["noise_seeding"] == "per-sigma" and stream["noise_seeding"] == "stream"
 
 
+def test_urban100_reported_beside_table1(tmp_path, capsys):
+    sets = make_test_sets(tmp_path, n=2)
+    res = ev.main(["--model", "identity", "--bsd68", str(sets["bsd68"]), "--urban100", str(sets["bsd68"]),
+                   "--sigmas", "50"])
+    assert res["table1_average"]["columns"] == ["BSD68 σ50"] and not res["table1_average"]["complete"]
+    assert res["columns"]["Urban100 σ50"]["psnr"] == res["columns"]["BSD68 σ50"]["psnr"]  # same files, same seed
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "| Model | BSD68 σ50 | Average (1 of 5) | Urban100 σ50 |"
+
+
 def test_dsrir_protocol_changes_only_rain(tmp_path, capsys):
     sets = make_test_sets(tmp_path, n=2, size=(48, 64))  # multiples of 16: crop x8 == crop x16
     a = ev.main(_args(sets, "--model", "identity", "--sigmas", "15"))

@@ -36,7 +36,7 @@ class EvalConfig:
     """Evaluate a restoration model on SOTS / Rain100L / BSD68 (and Urban100) by the paper's protocol."""
     checkpoint: str | None = field(default=None, metadata={"help": "our model checkpoint (.safetensors from save_model / training)"})
     official_checkpoint: str | None = field(default=None, metadata={"help": "official DyNet/PromptIR .ckpt / state dict (read with weights_only=True, mapped by dynet_model's key map); needs --arch"})
-    arch: str = field(default="dynet", metadata={"help": "architecture of --official-checkpoint: dynet | promptir"})
+    arch: str = field(default="dynet", metadata={"help": "architecture of --official-checkpoint: dynet | promptir | dsrir (where dynet_model has it)"})
     model: str = field(default="network", metadata={"help": "'network' (a checkpoint) or 'identity' (score the degraded inputs themselves: the floor)"})
     variant: str | None = field(default=None, metadata={"help": "DyNet reuse vector: s | l | 'f1,f2,f3,f4' (default: the checkpoint's own)"})
     bsd68: str | None = field(default=None, metadata={"help": "folder of clean BSD68 images (denoise; noise added per --sigmas)"})
@@ -111,7 +111,7 @@ def score_column(restorer: Restorer, items, *, column: str, y_channel: bool, dev
         rows.append({"name": name, "psnr": p, "ssim": s})
         times.append(dt)
         if save_dir is not None:
-            dest = save_dir / column.replace(" ", "_") / f"{name}.png"
+            dest = save_dir / column.replace(" σ", "_sigma").replace(" ", "_") / f"{name}.png"
             dest.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.round(out * 255.0).astype(np.uint8)).save(dest)
     return {"psnr": mean_or_nan([r["psnr"] for r in rows]), "ssim": mean_or_nan([r["ssim"] for r in rows]),
@@ -152,9 +152,12 @@ def main(argv: list[str] | None = None) -> dict:
     protocol = get_protocol(cfg.protocol)
     sets = collect_test_sets(bsd68=cfg.bsd68, urban100=cfg.urban100, rain100l=cfg.rain100l,
                              sots=cfg.sots, max_images=cfg.max_images)
+    log.info("test sets: %s", ", ".join([f"{k} {len(v[1])} pairs" for k, v in sets.pairs.items()]
+                                        + [f"{k} {len(v)} images x sigmas {list(cfg.sigmas)}" for k, v in sets.denoise.items()]))
     restorer = load_restorer(model=cfg.model, checkpoint=cfg.checkpoint,
                              official_checkpoint=cfg.official_checkpoint, arch=cfg.arch,
                              variant=cfg.variant, device=cfg.device)
+    log.info("model %s (arch %s); protocol %s", restorer.name, restorer.arch, protocol.name)
     kwargs = {"protocol": protocol, "sigmas": list(cfg.sigmas), "noise_seed": cfg.noise_seed,
               "noise_seeding": cfg.noise_seeding, "device": cfg.device, "save_images": cfg.save_images}
     if cfg.sweep_depths:
