@@ -34,7 +34,7 @@ log = logging.getLogger("training.evaluate")
 @dataclass
 class EvalConfig:
     """Evaluate a restoration model on SOTS / Rain100L / BSD68 (and Urban100) by the paper's protocol."""
-    checkpoint: str | None = field(default=None, metadata={"help": "our model checkpoint (.safetensors from save_model / training)"})
+    checkpoint: str | None = field(default=None, metadata={"help": "our model checkpoint (.safetensors from save_model / training, or a training checkpoints/step_N folder)"})
     official_checkpoint: str | None = field(default=None, metadata={"help": "official DyNet/PromptIR .ckpt / state dict (read with weights_only=True, mapped by dynet_model's key map); needs --arch"})
     arch: str = field(default="dynet", metadata={"help": "architecture of --official-checkpoint: dynet | promptir | dsrir (where dynet_model has it)"})
     model: str = field(default="network", metadata={"help": "'network' (a checkpoint) or 'identity' (score the degraded inputs themselves: the floor)"})
@@ -48,7 +48,7 @@ class EvalConfig:
     noise_seed: int = field(default=0, metadata={"help": "seed of the denoise test noise (official: 0)"})
     noise_seeding: str = field(default="per-sigma", metadata={"help": "per-sigma: np.random.seed(noise_seed) afresh for every (set, sigma); stream: seeded once, sigmas drawn one after another (what the official test.py process does)"})
     max_images: int | None = field(default=None, metadata={"help": "score only the first N images of each set (sorted); for quick looks, recorded in the JSON"})
-    device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda"})
+    device: str = field(default="cpu", metadata={"help": "torch device: cpu | cuda | cuda:N | auto (cuda when available)"})
     save_images: str | None = field(default=None, metadata={"help": "write restored PNGs to DIR/<column>/<name>.png"})
     json: str | None = field(default=None, metadata={"help": "write results (per image + means) as JSON here, and the markdown table beside it (.md)"})
     sweep_depths: list[str] | None = field(default=None, metadata={"help": "DyNet reuse vectors ('2,3,3,4' or s/l) to evaluate in turn: PSNR-vs-latency table + PNG plot"})
@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(EvalConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     protocol = get_protocol(cfg.protocol)
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     sets = collect_test_sets(bsd68=cfg.bsd68, urban100=cfg.urban100, rain100l=cfg.rain100l,
                              sots=cfg.sots, max_images=cfg.max_images)
     log.info("test sets: %s", ", ".join([f"{k} {len(v[1])} pairs" for k, v in sets.pairs.items()]
