@@ -96,7 +96,7 @@ def make_step_fn(*, arch: str, variant: str, seed: int):
             else:
                 reuse = fixed
             out = model(batch["lq"], reuse=reuse)
-        loss = F.l1_loss(out.clamp(0.0, 1.0), batch["gt"].to(out.dtype))
+        loss = F.l1_loss(out.float().clamp(0.0, 1.0), batch["gt"].float())  # fp32 loss under bf16 autocast
         return StepResult(loss=loss, tag=tag, samples=int(batch["lq"].shape[0]))
     return step_fn
 
