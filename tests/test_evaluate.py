@@ -132,17 +132,19 @@ def test_tiny_promptir_checkpoint_rejects_variant(tmp_path):
         ev.main(["--rain100l", str(sets["rain100l"]), "--checkpoint", str(ckpt), "--variant", "s"])
 
 
-def test_official_checkpoint_through_key_map(tmp_path, repo_root):
+@pytest.mark.parametrize("arch", ["dynet", "promptir"])
+def test_official_checkpoint_through_key_map(tmp_path, repo_root, arch):
     """A Lightning-style .ckpt with the official key names/shapes loads and evaluates."""
-    shapes = json.loads((repo_root / "dynet_model" / "data" / "dynet_state_dict_shapes.json").read_text())
+    shapes = json.loads((repo_root / "dynet_model" / "data" / f"{arch}_state_dict_shapes.json").read_text())
     g = torch.Generator().manual_seed(0)
     state = {f"net.{k}": torch.randn(*v, generator=g) * 0.02 for k, v in shapes["state_dict"].items()}
     path = tmp_path / "official.ckpt"
     torch.save({"state_dict": state, "epoch": 1}, path)
     sets = make_test_sets(tmp_path / "d", n=1, size=(32, 32))
-    res = ev.main(["--rain100l", str(sets["rain100l"]), "--official-checkpoint", str(path), "--arch", "dynet",
-                   "--variant", "s"])
-    assert res["reuse"] == [2, 3, 3, 4] and res["model"].startswith("official-dynet")
+    variant = ["--variant", "s"] if arch == "dynet" else []
+    res = ev.main(["--rain100l", str(sets["rain100l"]), "--official-checkpoint", str(path), "--arch", arch, *variant])
+    assert res["arch"] == arch and res["model"].startswith(f"official-{arch}")
+    assert res["reuse"] == ([2, 3, 3, 4] if arch == "dynet" else None)
     assert math.isfinite(res["columns"]["Rain100L"]["psnr"])
 
 
