@@ -1,0 +1,141 @@
+"""Building blocks shared by DyNet and PromptIR (Restormer transformer block + prompt modules).
+
+The arithmetic follows the official code step by step (so official weights give the official
+output): LayerNorm over the channels of each pixel with the biased variance and eps 1e-5 inside
+the square root; MDTA with L2-normalised q, k over the pixel axis and a C_head x C_head softmax
+attention scaled by a learnable per-head temperature; GDFN with a gelu(x1) * x2 gate.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LN_EPS = 1e-5
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a B x C x H x W tensor (``WithBias`` or ``BiasFree``)."""
+
+    def __init__(self, channels: int, kind: str = "WithBias"):
+        super().__init__()
+        if kind not in ("WithBias", "BiasFree"):
+            raise ValueError(f"unknown LayerNorm type {kind!r}")
+        self.kind = kind
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels)) if kind == "WithBias" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.permute(0, 2, 3, 1)  # B H W C: normalise each pixel's channel vector
+        if self.bias is not None:
+            y = F.layer_norm(y, (y.shape[-1],), self.weight, self.bias, LN_EPS)
+        else:  # BiasFree scales by the (centred) std but does not subtract the mean
+            var = y.var(-1, keepdim=True, unbiased=False)
+            y = y / torch.sqrt(var + LN_EPS) * self.weight
+        return y.permute(0, 3, 1, 2)
+
+
+class MDTA(nn.Module):
+    """Multi-Dconv-head Transposed Attention: attention across channels, linear in pixels."""
+
+    def __init__(self, channels: int, heads: int, bias: bool):
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=bias)
+        self.qkv_dw = nn.Conv2d(3 * channels, 3 * channels, 3, padding=1, groups=3 * channels, bias=bias)
+        self.proj = nn.Conv2d(channels, channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv_dw(self.qkv(x)).chunk(3, dim=1)
+        q = F.normalize(q.reshape(b, self.heads, c // self.heads, h * w), dim=-1)
+        k = F.normalize(k.reshape(b, self.heads, c // self.heads, h * w), dim=-1)
+        v = v.reshape(b, self.heads, c // self.heads, h * w)
+        attn = ((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
+        return self.proj((attn @ v).reshape(b, c, h, w))
+
+
+class GDFN(nn.Module):
+    """Gated-Dconv feed-forward network."""
+
+    def __init__(self, channels: int, expansion: float, bias: bool):
+        super().__init__()
+        hidden = int(channels * expansion)
+        self.fc_in = nn.Conv2d(channels, 2 * hidden, 1, bias=bias)
+        self.dw = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=bias)
+        self.fc_out = nn.Conv2d(hidden, channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dw(self.fc_in(x)).chunk(2, dim=1)
+        return self.fc_out(F.gelu(x1) * x2)
+
+
+class TransformerBlock(nn.Module):
+    """Restormer block: x + MDTA(LN(x)), then x + GDFN(LN(x))."""
+
+    def __init__(self, channels: int, heads: int, expansion: float, bias: bool, layernorm_type: str):
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(channels, layernorm_type)
+        self.attn = MDTA(channels, heads, bias)
+        self.norm2 = ChannelLayerNorm(channels, layernorm_type)
+        self.ffn = GDFN(channels, expansion, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+class Downsample(nn.Module):
+    """3x3 conv C -> C/2, then PixelUnshuffle(2): half resolution, 2C channels."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(self.conv(x), 2)
+
+
+class Upsample(nn.Module):
+    """3x3 conv C -> 2C, then PixelShuffle(2): double resolution, C/2 channels."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 2 * channels, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+class PromptGen(nn.Module):
+    """Input-conditioned prompt: softmax(Linear(GAP(x))) mixes ``length`` learnable components,
+    resized (bilinear) to the feature size and passed through a 3x3 conv."""
+
+    def __init__(self, feat_channels: int, prompt_dim: int, length: int, size: int):
+        super().__init__()
+        self.components = nn.Parameter(torch.rand(1, length, prompt_dim, size, size))
+        self.weight_fc = nn.Linear(feat_channels, length)
+        self.conv = nn.Conv2d(prompt_dim, prompt_dim, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = F.softmax(self.weight_fc(x.mean(dim=(-2, -1))), dim=1)  # B x length
+        prompt = (weights[:, :, None, None, None] * self.components[0]).sum(dim=1)
+        prompt = F.interpolate(prompt, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(prompt)
+
+
+class PromptInteraction(nn.Module):
+    """Generate a prompt from x, concatenate it to x, one transformer block, 1x1 conv to ``out``."""
+
+    def __init__(self, feat_channels: int, out_channels: int, prompt_dim: int, length: int, size: int,
+                 heads: int, expansion: float, bias: bool, layernorm_type: str):
+        super().__init__()
+        self.gen = PromptGen(feat_channels, prompt_dim, length, size)
+        width = feat_channels + prompt_dim
+        self.block = TransformerBlock(width, heads, expansion, bias, layernorm_type)
+        self.reduce = nn.Conv2d(width, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.block(torch.cat([x, self.gen(x)], dim=1)))
