@@ -62,6 +62,21 @@ def map_official_state_dict(official: Mapping[str, torch.Tensor],
     return mapped, skipped
 
 
+def reference_state_dict() -> dict[str, torch.Tensor]:
+    """Our DSRIR's state dict on the meta device (names and shapes only, no memory)."""
+    from dynet_model.dsrir import DSRIR
+
+    with torch.device("meta"):
+        return DSRIR().state_dict()
+
+
+def map_official_dsrir(official: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Official DSRIR state dict -> ``(our state dict in fp32, skipped keys)`` (what
+    :func:`dynet_model.checkpoint.load_official_checkpoint` returns for ``arch="dsrir"``)."""
+    mapped, skipped = map_official_state_dict(official, reference_state_dict())
+    return {k: v.detach().to(torch.float32) for k, v in mapped.items()}, skipped
+
+
 def load_official_dsrir(path: str | Path, reference: Mapping[str, torch.Tensor]
                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Read an official ``.pth`` (weights_only) and map it; see :func:`map_official_state_dict`."""

@@ -95,3 +95,26 @@ def test_conv_flops_224_match_official():
     counts = fc.get_flop_counts()["Global"]
     conv = sum(v for k, v in counts.items() if "convolution" in str(k))
     assert abs(conv / 211.85e9 - 1) < 1e-3, conv
+
+
+def test_build_model_dispatch_and_safetensors_roundtrip(tmp_path):
+    from dynet_model.build import build_model
+    from dynet_model.checkpoint import load_model, load_official_checkpoint, save_model
+    from dynet_model.config import ModelConfig
+
+    cfg = ModelConfig(arch="dsrir")
+    torch.manual_seed(2)
+    net = build_model(cfg)
+    assert isinstance(net, DSRIR) and count_parameters(net) == OFFICIAL_NUM_PARAMS
+    path = save_model(tmp_path / "dsrir.safetensors", net, cfg, {"mode": "rain"})
+    back, cfg2, meta = load_model(path)
+    assert cfg2.arch == "dsrir" and meta == {"mode": "rain"} and isinstance(back, DSRIR)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(back(x), net.eval()(x))
+    official = tmp_path / "model_latest.pth"
+    torch.save({"epoch": 3, "state_dict": {"module." + k: v.half() for k, v in net.state_dict().items()},
+                "optimizer": {"state": {}, "param_groups": []}}, official)
+    sd, skipped = load_official_checkpoint(official, "dsrir")
+    assert skipped == [] and sd.keys() == net.state_dict().keys()
+    assert all(v.dtype == torch.float32 for v in sd.values())
