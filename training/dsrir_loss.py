@@ -136,11 +136,12 @@ class DSRIRLoss(nn.Module):
         return DSRIRLossTerms(total, unc, psnr, con)
 
 
-def build_dsrir_loss(weights: DSRIRLossWeights) -> DSRIRLoss:
-    """Production loss: VGG19 ImageNet weights from the installed file (never random)."""
+def build_dsrir_loss(weights: DSRIRLossWeights, *, verify_hash: bool = True) -> DSRIRLoss:
+    """Production loss: VGG19 weights from the installed file (never random); ``verify_hash``
+    checks it is torchvision's ImageNet file."""
     vgg = None
     if weights.contrast:
         from training.vgg_weights import load_vgg19_features
 
-        vgg = load_vgg19_features()
+        vgg = load_vgg19_features(verify_hash=verify_hash)
     return DSRIRLoss(weights=weights, vgg_features=vgg)

@@ -161,7 +161,7 @@ def build_vgg19_features(state_dict: Mapping[str, torch.Tensor]) -> nn.Sequentia
     return feats
 
 
-def load_vgg19_features(*, verify_hash: bool = False) -> nn.Sequential:
+def load_vgg19_features(*, verify_hash: bool = True) -> nn.Sequential:
     """The installed ImageNet VGG19 features; :class:`VGGWeightsMissing` if not installed."""
     return build_vgg19_features(read_weights(installed_path(), verify_hash=verify_hash))
 
