@@ -105,7 +105,9 @@ def test_install_and_check_roundtrip(tmp_path, monkeypatch, capsys):
     assert dest == tmp_path / "th" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth" and dest.is_file()
     assert vgg_weights.main(["check", "--no-verify-hash"]) == 0
     assert vgg_weights.main(["check"]) == 1  # the random file is not torchvision's
-    loaded = vgg_weights.load_vgg19_features()
+    with pytest.raises(vgg_weights.VGGWeightsInvalid, match="dcbb9e9d"):
+        vgg_weights.load_vgg19_features()  # production default: torchvision's file only
+    loaded = vgg_weights.load_vgg19_features(verify_hash=False)
     for (k, v), (k2, v2) in zip(loaded.state_dict().items(), feats.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     assert not any(p.requires_grad for p in loaded.parameters())

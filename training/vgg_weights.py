@@ -116,7 +116,8 @@ def read_weights(path: Path, *, verify_hash: bool) -> dict[str, torch.Tensor]:
         if not digest.startswith(VGG19_HASH_PREFIX):
             raise VGGWeightsInvalid(
                 f"{path}: SHA-256 {digest[:16]}... does not start with {VGG19_HASH_PREFIX} (torchvision's "
-                f"{VGG19_FILENAME}); pass --no-verify-hash to accept other VGG19 weights deliberately")
+                f"{VGG19_FILENAME}); to use other VGG19 weights deliberately pass --no-verify-hash "
+                f"(training.vgg_weights) / --no-vgg-verify-hash (training.train_dsrir)")
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
