@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,8 +32,12 @@ def test_parameter_count(model):
     assert count_parameters(model) == OFFICIAL_NUM_PARAMS == 3_516_837
 
 
-def test_official_key_map_identity(model, shared_dir):
-    ref = json.loads((shared_dir / "reference" / "dsrir_state_dict_shapes.json").read_text())
+DATA = Path(__file__).resolve().parents[1] / "dynet_model" / "data"
+
+
+def test_official_key_map_identity(model):
+    # dynet_model/data/dsrir_state_dict_shapes.json: the official checkpoint's key -> shape map
+    ref = json.loads((DATA / "dsrir_state_dict_shapes.json").read_text())
     assert ref["num_params"] == OFFICIAL_NUM_PARAMS
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert ours == ref["state_dict"]
