@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dynet_model.dsrir import OFFICIAL_NUM_PARAMS, UNUSED_IN_LOSS, DSRIR, DSRIRStages, count_parameters
+from dynet_model.dsrir import DSRIR, OFFICIAL_NUM_PARAMS, UNUSED_IN_LOSS, DSRIRStages, count_parameters
 from dynet_model.dsrir_keymap import load_official_dsrir, map_official_state_dict
 
 
