@@ -123,3 +123,12 @@ def test_build_model_dispatch_and_safetensors_roundtrip(tmp_path):
     sd, skipped = load_official_checkpoint(official, "dsrir")
     assert skipped == [] and sd.keys() == net.state_dict().keys()
     assert all(v.dtype == torch.float32 for v in sd.values())
+
+
+def test_profile_command_knows_dsrir(capsys):
+    from dynet_model import profile
+
+    rows = profile.main(["--models", "dsrir", "--flops-only"])
+    assert rows[0]["params"] == rows[0]["params_official"] == OFFICIAL_NUM_PARAMS
+    assert abs(rows[0]["conv_gflops"] / 211.85 - 1) < 1e-3
+    assert "dsrir" in capsys.readouterr().out
