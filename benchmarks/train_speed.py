@@ -27,15 +27,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from dynet_model.build import build_model  # noqa: E402
-from dynet_model.cliconfig import atomic_write_json, parse_config  # noqa: E402
-from dynet_model.config import DYNET_L, DYNET_S, ModelConfig  # noqa: E402
-from training.data import BatchStream, build_pipeline, resolve_shards  # noqa: E402
-from training.degrade import DegradeConfig  # noqa: E402
-from training.pretrain import DynamicDepthStep  # noqa: E402
-from training.synthetic import write_synthetic_shards  # noqa: E402
+from dynet_model.build import build_model
+from dynet_model.cliconfig import atomic_write_json, parse_config
+from dynet_model.config import DYNET_L, DYNET_S, ModelConfig
+from training.data import BatchStream, build_pipeline, resolve_shards
+from training.degrade import DegradeConfig
+from training.pretrain import DynamicDepthStep
+from training.synthetic import write_synthetic_shards
 
 
 @dataclass

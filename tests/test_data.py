@@ -18,7 +18,7 @@ DEG = DegradeConfig(degrade_block=16, mask_block=8)
 
 def _stream(urls, **kw) -> BatchStream:
     workers = kw.pop("num_workers", 0)
-    opts = dict(crop=32, batch_size=4, degrade=DEG, shuffle_buffer=8)
+    opts = {"crop": 32, "batch_size": 4, "degrade": DEG, "shuffle_buffer": 8}
     opts.update(kw)
     return BatchStream(build_pipeline(urls, **opts), num_workers=workers)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -133,7 +133,7 @@ def run(cfg: PretrainConfig, env: DistEnv):
                  validate=_validator(cfg, variants) if env.is_main else None, extra_metrics=data.metrics)
 
 
-def _sigterm_to_interrupt(signum, frame) -> None:  # noqa: ARG001
+def _sigterm_to_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
