@@ -1,0 +1,111 @@
+"""Profile the networks: parameters, convolution / total GFLOPs, median latency, peak memory.
+
+    python -m dynet_model.profile --models dynet-s dynet-l promptir --size 224 --repeats 3 --json out.json
+
+All DyNet variants share one set of weights (one model is built for them). FLOPs are counted on
+the meta device (exact, instant); latency and memory are measured with random weights, which
+does not change the cost.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import logging
+import platform
+from dataclasses import dataclass, field
+
+import torch
+
+from .build import OFFICIAL_PARAMS, build_model, count_params
+from .cliconfig import atomic_write_json, parse_config
+from .config import ModelConfig
+from .flops import count_flops
+from .measure import parse_model_name, prepare_model, time_forward
+
+_LOG = logging.getLogger("dynet_model.profile")
+
+
+@dataclass
+class ProfileConfig:
+    """Print a table of parameters, GFLOPs, latency and peak memory for DyNet-S/L and PromptIR."""
+
+    models: list[str] = field(default_factory=lambda: ["dynet-s", "dynet-l", "promptir"],
+                              metadata={"help": "networks: dynet-s, dynet-l, dynet-A,B,C,D (any reuse vector) "
+                                                "or promptir"})
+    size: int = field(default=224, metadata={"help": "square input size (the papers use 224)"})
+    batch: int = field(default=1, metadata={"help": "batch size of the timed forwards"})
+    repeats: int = field(default=3, metadata={"help": "timed forwards per model (median reported)"})
+    warmup: int = field(default=1, metadata={"help": "untimed forwards before timing"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    dtype: str = field(default="fp32", metadata={"help": "fp32, or bf16 / fp16 autocast"})
+    channels_last: bool = field(default=False, metadata={"help": "channels_last memory format"})
+    flops_only: bool = field(default=False, metadata={"help": "skip latency/memory (FLOPs are instant)"})
+    json: str | None = field(default=None, metadata={"help": "also write the results to this JSON file"})
+
+
+def profile_models(cfg: ProfileConfig) -> list[dict]:
+    specs = [parse_model_name(m) for m in cfg.models]
+    nets: dict[str, torch.nn.Module] = {}
+    rows = []
+    for spec in specs:
+        mcfg = ModelConfig(arch=spec.arch)
+        with torch.device("meta"):
+            params = count_params(build_model(mcfg))
+        flops = count_flops(mcfg, cfg.size, reuse=spec.reuse, batch=1)
+        row = {"model": spec.name, "arch": spec.arch, "reuse": list(spec.reuse or mcfg.reuse),
+               "params": params, "params_official": OFFICIAL_PARAMS[spec.arch], "size": cfg.size,
+               "conv_gflops": round(flops.conv_g, 3), "total_gflops": round(flops.total_g, 3)}
+        if not cfg.flops_only:
+            if spec.arch not in nets:
+                torch.manual_seed(0)
+                nets[spec.arch] = prepare_model(build_model(mcfg), cfg.device, cfg.channels_last)
+            t = time_forward(nets[spec.arch], spec, cfg.size, batch=cfg.batch, repeats=cfg.repeats,
+                             warmup=cfg.warmup, device=cfg.device, dtype=cfg.dtype,
+                             channels_last=cfg.channels_last)
+            row.update(batch=cfg.batch, median_ms=round(t.median_s * 1e3, 2),
+                       images_per_s=round(cfg.batch / t.median_s, 3), peak_mem_mb=round(t.peak_mem_mb, 1),
+                       times_ms=[round(v * 1e3, 2) for v in t.times_s])
+        _LOG.info("%s: %s", spec.name, row)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ["model", "params", "official params", "conv GFLOPs", "total GFLOPs", "median ms", "img/s", "peak MB"]
+    lines = [head]
+    for r in rows:
+        lines.append([r["model"], f"{r['params']:,}", f"{r['params_official']:,}", f"{r['conv_gflops']:.2f}",
+                      f"{r['total_gflops']:.2f}", f"{r.get('median_ms', float('nan')):.1f}",
+                      f"{r.get('images_per_s', float('nan')):.3f}", f"{r.get('peak_mem_mb', float('nan')):.0f}"])
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    out = ["  ".join(str(c).rjust(w) for c, w in zip(line, widths)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def environment(device: str) -> dict:
+    env = {"torch": torch.__version__, "platform": platform.platform(), "cpu": platform.processor(),
+           "threads": torch.get_num_threads(), "device": device}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = parse_config(ProfileConfig, argv)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but no CUDA device is available")
+    rows = profile_models(cfg)
+    print(f"input 1x3x{cfg.size}x{cfg.size}, device {cfg.device}, dtype {cfg.dtype}; FLOPs per image "
+          "(2 per multiply-add; conv = convolutions only, the papers' figure; total adds attention matmuls)")
+    print(format_table(rows))
+    if cfg.json:
+        atomic_write_json(cfg.json, {"config": _json.loads(_json.dumps(cfg.__dict__)),
+                                     "environment": environment(cfg.device), "results": rows})
+        print(f"wrote {cfg.json}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
