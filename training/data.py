@@ -57,8 +57,11 @@ def _is_dir_like(spec: str) -> bool:
         return True
     if spec.startswith("pipe:") or "{" in spec or spec.endswith(".tar"):
         return False
-    fs, path = fsspec.core.url_to_fs(spec)
-    return fs.isdir(path)
+    try:
+        fs, path = fsspec.core.url_to_fs(spec)
+        return bool(fs.isdir(path))
+    except Exception:  # noqa: BLE001 - an unknown scheme / unreachable host is "not a folder"
+        return False
 
 
 def resolve_shards(specs: str | Iterable[str]) -> ShardSet:
