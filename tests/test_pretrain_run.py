@@ -112,3 +112,15 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path, shards, repo_root):
     state = json.loads((out / "checkpoints" / "step_0000006" / "state.json").read_text())
     assert state["extra"]["world_size"] == 2
     load_model(out / "model_final.safetensors")
+
+
+def test_saved_config_reloads_and_every_flag_has_help(tmp_path):
+    import dataclasses
+
+    from dynet_model.cliconfig import parse_config, save_config
+    from training.params import PretrainConfig
+
+    cfg = parse_config(PretrainConfig, ["--shards", "s", "--out", "o", "--jpeg-quality", "20", "30", "--tiny"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert parse_config(PretrainConfig, ["--config", str(tmp_path / "config.yaml")]) == cfg
+    assert all(f.metadata.get("help") for f in dataclasses.fields(PretrainConfig))
