@@ -153,7 +153,7 @@ def test_dynet_matches_official_forward(tmp_path):
     _save_lightning(tmp_path / "dynet.ckpt", sd, half=True)
     sd = {k: v.half().float() for k, v in sd.items()}  # what the fp16 release holds
     model = model_from_official(tmp_path / "dynet.ckpt", ModelConfig(arch="dynet"))
-    x = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(5))
+    x = torch.rand(1, 3, 16, 24, generator=torch.Generator().manual_seed(5))
     for reuse in (DYNET_S, DYNET_L):
         with torch.no_grad():
             ref = official_forward(sd, x, reuse, shared=True)
@@ -169,7 +169,7 @@ def test_promptir_matches_official_forward_bare_state_dict(tmp_path):
     assert len(skipped) == 6
     model = build_model(ModelConfig(arch="promptir")).eval()
     model.load_state_dict(state, strict=True)
-    x = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(6))
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         ref = official_forward(sd, x, DYNET_L, shared=False)
         out = model(x)
