@@ -20,12 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from dynet_model.build import build_model  # noqa: E402
-from dynet_model.cliconfig import atomic_write_json, config_to_dict, parse_config  # noqa: E402
-from dynet_model.config import ModelConfig  # noqa: E402
-from dynet_model.flops import count_flops  # noqa: E402
-from dynet_model.measure import parse_model_name, prepare_model, time_forward  # noqa: E402
-from dynet_model.profile import environment  # noqa: E402
+from dynet_model.build import build_model
+from dynet_model.cliconfig import atomic_write_json, config_to_dict, parse_config
+from dynet_model.config import ModelConfig
+from dynet_model.flops import count_flops
+from dynet_model.measure import parse_model_name, prepare_model, time_forward
+from dynet_model.profile import environment
 
 _LOG = logging.getLogger("model_speed")
 

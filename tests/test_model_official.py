@@ -97,8 +97,8 @@ def _stage(sd, name, x, times, shared):
 def official_forward(sd, x, reuse, shared):
     """The official DyNet (shared=True) / PromptIR (shared=False, decoder=True) forward."""
     f1, f2, f3, f4 = reuse
-    up = lambda name, t: F.pixel_shuffle(F.conv2d(t, sd[f"{name}.body.0.weight"], padding=1), 2)  # noqa: E731
-    down = lambda name, t: F.pixel_unshuffle(F.conv2d(t, sd[f"{name}.body.0.weight"], padding=1), 2)  # noqa: E731
+    up = lambda name, t: F.pixel_shuffle(F.conv2d(t, sd[f"{name}.body.0.weight"], padding=1), 2)
+    down = lambda name, t: F.pixel_unshuffle(F.conv2d(t, sd[f"{name}.body.0.weight"], padding=1), 2)
     e1 = _stage(sd, "encoder_level1", F.conv2d(x, sd["patch_embed.proj.weight"], padding=1), f1, shared)
     e2 = _stage(sd, "encoder_level2", down("down1_2", e1), f2, shared)
     e3 = _stage(sd, "encoder_level3", down("down2_3", e2), f3, shared)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import cv2
@@ -37,7 +38,7 @@ def test_tile_starts_cover_everything():
     for length, tile, overlap in [(90, 32, 8), (97, 33, 5), (64, 32, 0), (512, 128, 32)]:
         starts = tile_starts(length, tile, overlap)
         assert starts[0] == 0 and starts[-1] + tile == length
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+        assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
 
 
 def test_tiled_equals_untiled_when_image_fits_in_a_tile(tiny_dynet):
