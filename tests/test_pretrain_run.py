@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_twenty_steps_reduce_loss_use_both_variants_and_validate(tmp_path, shard
     val = [r for r in _log(out) if "val/psnr/S" in r][-1]
     assert val["val/psnr/S"] > val["val/psnr/input"] and "val/psnr/L" in val
     assert (out / "val" / "step_0000020.png").is_file()
-    model, cfg, meta = load_model(out / "model_final.safetensors")
+    _, cfg, meta = load_model(out / "model_final.safetensors")
     assert cfg.arch == "dynet" and meta["step"] == "20"
     load_model(out / "checkpoints" / "step_0000020" / "model.safetensors")  # train-state weights stand alone
 
@@ -91,17 +92,35 @@ def test_resume_is_bit_exact(tmp_path, shards):
     assert all(torch.equal(oa[k], ob[k]) for k in oa if k.startswith("optim."))
 
 
-@pytest.mark.slow
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_torchrun_two_cpu_processes_gloo(tmp_path, shards, repo_root):
+    """Real DDP: torchrun, 2 CPU processes on gloo, each rank its own shard split (~13-40 s here)."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
            "-m", "training.pretrain", "--shards", str(shards), "--out", str(out), "--max-steps", "6",
            "--ckpt-every", "3", "--log-every", "3", "--workers", "1", "--device", "cpu", *COMMON]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = _log(out)
     assert log[-1]["step"] == 6 and log[-1]["samples_per_s"] > 0
     state = json.loads((out / "checkpoints" / "step_0000006" / "state.json").read_text())
     assert state["extra"]["world_size"] == 2
     load_model(out / "model_final.safetensors")
+
+
+def test_saved_config_reloads_and_every_flag_has_help(tmp_path):
+    import dataclasses
+
+    from dynet_model.cliconfig import parse_config, save_config
+    from training.params import PretrainConfig
+
+    cfg = parse_config(PretrainConfig, ["--shards", "s", "--out", "o", "--jpeg-quality", "20", "30", "--tiny"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert parse_config(PretrainConfig, ["--config", str(tmp_path / "config.yaml")]) == cfg
+    assert all(f.metadata.get("help") for f in dataclasses.fields(PretrainConfig))
