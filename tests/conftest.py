@@ -33,3 +33,18 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_torch_thread():
+    """One intra-op torch thread for the whole session.
+
+    The test machine has 2 cores shared by pytest, Dask workers and img2dataset subprocesses; with
+    torch's default thread count OpenMP spin-waiting made tiny-model steps 10-40x slower there.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -61,13 +61,3 @@ def make_train_sets(root: Path, *, n: int = 3, size: tuple[int, int] = (40, 40),
         save(haze / "original" / f"{i:04d}.png", clean)
         save(haze / "synthetic" / "part1" / f"{i:04d}_0.8_0.2.png", degrade(rng, clean, 0.4))
     return {"denoise": den, "derain": rain, "dehaze": haze}
-
-
-def single_thread_torch():
-    """Generator for an autouse fixture: 1 torch thread (the machine's 2 cores are shared; oversubscribed
-    intra-op threads make tiny models ~40x slower)."""
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)

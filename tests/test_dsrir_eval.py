@@ -18,12 +18,6 @@ from training import evaluate as ev
 DATA = Path(__file__).resolve().parents[1] / "dynet_model" / "data"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_official_dsrir_checkpoint_evaluates_like_ours(tmp_path):

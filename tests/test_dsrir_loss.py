@@ -13,12 +13,6 @@ from training import vgg_weights
 from training.dsrir_loss import DSRIRLoss, DSRIRLossWeights, build_dsrir_loss, psnr_loss
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,6 @@ from dynet_model.dsrir import DSRIR, OFFICIAL_NUM_PARAMS, UNUSED_IN_LOSS, DSRIRS
 from dynet_model.dsrir_keymap import load_official_dsrir, map_official_state_dict
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The shared 2-core test machine is oversubscribed; one intra-op thread is many times faster there.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

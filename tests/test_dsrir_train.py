@@ -18,12 +18,6 @@ from training.dsrir_data import PairPatchDataset, StepPlan, progressive_batches
 from training.dsrir_schedule import ProgressiveSchedule
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

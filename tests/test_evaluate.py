@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.restoration_fixtures import make_test_sets, single_thread_torch
+from tests.restoration_fixtures import make_test_sets
 from training import evaluate as ev
 from training import restoration_data as rd
 from training.metrics import center_crop_multiple, psnr, score_pair, to_float01
 
-_one_thread = pytest.fixture(autouse=True)(single_thread_torch)
 
 
 def _args(sets, *extra):

@@ -9,12 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.restoration_fixtures import make_test_sets, make_train_sets, single_thread_torch
+from tests.restoration_fixtures import make_test_sets, make_train_sets
 from training import finetune as ft
 from training import restoration_data as rd
 from training.finetune_schedule import epoch_samples_promptir, resolve_schedule
 
-_one_thread = pytest.fixture(autouse=True)(single_thread_torch)
 
 
 @pytest.fixture(scope="module")

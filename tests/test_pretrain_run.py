@@ -23,13 +23,6 @@ COMMON = ["--tiny", "--crop", "32", "--batch-size", "4", "--degrade-block", "16"
           "--shuffle-buffer", "16", "--no-progress", "--no-tensorboard", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes steps 10-30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
