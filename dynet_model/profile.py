@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json as _json
 import logging
+import os
 import platform
 from dataclasses import dataclass, field
 
@@ -85,7 +86,8 @@ def format_table(rows: list[dict]) -> str:
 
 def environment(device: str) -> dict:
     env = {"torch": torch.__version__, "platform": platform.platform(), "cpu": platform.processor(),
-           "threads": torch.get_num_threads(), "device": device}
+           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "device": device,
+           "loadavg_1_5_15min": [round(v, 2) for v in os.getloadavg()]}
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
