@@ -75,9 +75,10 @@ def format_table(rows: list[dict]) -> str:
     head = ["model", "params", "official params", "conv GFLOPs", "total GFLOPs", "median ms", "img/s", "peak MB"]
     lines = [head]
     for r in rows:
+        timed = "median_ms" in r
         lines.append([r["model"], f"{r['params']:,}", f"{r['params_official']:,}", f"{r['conv_gflops']:.2f}",
-                      f"{r['total_gflops']:.2f}", f"{r.get('median_ms', float('nan')):.1f}",
-                      f"{r.get('images_per_s', float('nan')):.3f}", f"{r.get('peak_mem_mb', float('nan')):.0f}"])
+                      f"{r['total_gflops']:.2f}", f"{r['median_ms']:.1f}" if timed else "-",
+                      f"{r['images_per_s']:.3f}" if timed else "-", f"{r['peak_mem_mb']:.0f}" if timed else "-"])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = ["  ".join(str(c).rjust(w) for c, w in zip(line, widths)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
