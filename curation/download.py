@@ -1,0 +1,207 @@
+"""``python -m curation.download``: Laion-HR URL parquet(s) -> raw shards, with img2dataset on Dask.
+
+Per URL file: read and pre-filter the rows (declared WIDTH/HEIGHT >= ``--min-side``, pwatermark /
+punsafe thresholds where those columns exist) before any request; reserve a range of raw shard ids
+for the file (``raw/_jobs/allocations.json``; a rerun gets the same range); cut the kept rows into
+slices of ``--slice-size``; submit one Dask task per slice that is not already complete
+(``curation.download_slice.run_slice``: img2dataset with one process, ``resize_mode="no"``,
+``skip_reencode=True``, webdataset output, sha256). Writes ``raw/NNNNN.tar/.parquet/_stats.json``
+per slice, ``raw/_jobs/download-<job>.json`` (pre-filter counts per file) and
+``raw/_jobs/download_summary.json`` (this run's counts per status, images/s).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+from dask.distributed import as_completed
+from tqdm import tqdm
+
+from curation.allocation import allocate, format_shard_id, job_key, jobs_dir
+from curation.cluster import dask_client
+from curation.download_slice import SliceOptions, run_slice, status_counts
+from curation.rawshards import check_shard, shard_paths
+from curation.urls import Prefilter, UrlColumns, file_fingerprint, load_url_file, resolve_inputs
+from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
+
+_LOG = logging.getLogger("curation.download")
+
+
+@dataclass
+class DownloadConfig:
+    """Download Laion-HR-style URL lists into raw shards with img2dataset, one Dask task per slice."""
+
+    urls: str = field(metadata={"help": "URL parquet file, folder of *.parquet, or glob (quote it)"})
+    out: str = field(metadata={"help": "raw shard folder (created); shared with curation.ingest"})
+    min_side: int = field(default=1024, metadata={"help": "drop rows whose declared WIDTH or HEIGHT is "
+                          "below this before any request; img2dataset also rejects decoded images below it"})
+    source: str = field(default="laion-hr", metadata={"help": "value of the `source` column of every row"})
+    url_col: str = field(default="URL", metadata={"help": "URL column (case-insensitive; falls back to 'url')"})
+    caption_col: str = field(default="TEXT", metadata={"help": "caption column (case-insensitive); '' for none"})
+    width_col: str = field(default="WIDTH", metadata={"help": "declared width column (case-insensitive)"})
+    height_col: str = field(default="HEIGHT", metadata={"help": "declared height column (case-insensitive)"})
+    max_pwatermark: float = field(default=0.8, metadata={"help": "drop rows with pwatermark above this "
+                                  "(only when the column exists; null values are kept)"})
+    max_punsafe: float = field(default=0.5, metadata={"help": "drop rows with punsafe above this "
+                               "(only when the column exists; null values are kept)"})
+    slice_size: int = field(default=1000, metadata={"help": "URLs per slice = per Dask task = per raw shard; "
+                            "a rerun keeps the size the folder was first planned with"})
+    scheduler: str | None = field(default=None, metadata={"help": "Dask scheduler address (tcp://host:8786); "
+                                  "default: a LocalCluster with --workers processes"})
+    workers: int = field(default=2, metadata={"help": "LocalCluster worker processes (ignored with --scheduler)"})
+    thread_count: int = field(default=16, metadata={"help": "download threads inside one slice (img2dataset)"})
+    timeout: int = field(default=10, metadata={"help": "per-request timeout in seconds"})
+    retries: int = field(default=0, metadata={"help": "img2dataset retries per failed URL"})
+    encode_format: str = field(default="jpg", metadata={"help": "jpg|png|webp: images already in this format "
+                               "keep their original bytes; others are re-encoded to it"})
+    encode_quality: int = field(default=95, metadata={"help": "quality for re-encoded images (png: compression 0-9)"})
+    max_pixels: int = field(default=178_956_970, metadata={"help": "decoded-area limit (decompression bombs)"})
+    slice_timeout: int = field(default=3600, metadata={"help": "kill a slice's img2dataset after this many seconds"})
+    task_retries: int = field(default=1, metadata={"help": "Dask retries of a failed slice task"})
+    max_in_flight: int = field(default=0, metadata={"help": "slices submitted at once; 0 = 2 x workers"})
+
+
+@dataclass(frozen=True)
+class PlannedSlice:
+    shard_id: str
+    rows: pa.Table
+    slice_size: int  # the job's planned slice size (fixes img2dataset's key digits), >= rows.num_rows
+
+
+def _plan_file(path: Path, cfg: DownloadConfig, columns: UrlColumns, prefilter: Prefilter) -> list[PlannedSlice]:
+    table, stats = load_url_file(path, columns, prefilter, cfg.source)
+    spec = {"kind": "download", "file": path.name, "source": cfg.source, "columns": vars(columns),
+            "prefilter": vars(prefilter)}
+    key = job_key(spec)
+    wanted = max(1, cfg.slice_size)
+    alloc = allocate(cfg.out, key, count=-(-table.num_rows // wanted), unit_size=wanted,
+                     fingerprint=file_fingerprint(path), description=spec)
+    if alloc.unit_size != wanted:
+        _LOG.warning("%s was planned with --slice-size %d; keeping it (asked %d)", path.name, alloc.unit_size, wanted)
+    size = alloc.unit_size
+    stats.update(job=key, first_shard=format_shard_id(alloc.first), shards=alloc.count, slice_size=size)
+    atomic_write_json(jobs_dir(cfg.out) / f"download-{key}.json", stats)
+    _LOG.info("%s: %d rows, %d pre-filtered (%s), %d to download in %d slice(s)", path.name, stats["rows"],
+              stats["prefiltered"], {k: stats[k] for k in ("below_min_side", "watermark", "unsafe", "no_url")},
+              stats["kept"], alloc.count)
+    return [PlannedSlice(sid, table.slice(i * size, size), size) for i, sid in enumerate(alloc.shard_ids())]
+
+
+def plan(cfg: DownloadConfig, files: list[Path]) -> Iterator[tuple[Path, list[PlannedSlice]]]:
+    """Per input file: its slices. Lazy, so only one URL file is in memory at a time."""
+    columns = UrlColumns(url=cfg.url_col, caption=cfg.caption_col, width=cfg.width_col, height=cfg.height_col)
+    prefilter = Prefilter(min_side=cfg.min_side, max_pwatermark=cfg.max_pwatermark, max_punsafe=cfg.max_punsafe)
+    for path in files:
+        yield path, _plan_file(path, cfg, columns, prefilter)
+
+
+class _Tally:
+    """Counts for the final summary."""
+
+    def __init__(self) -> None:
+        self.status: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.slices = Counter()
+        self.new_images = 0
+        self.failures: list[dict] = []
+
+    def add(self, result: dict) -> None:
+        self.status.update(result["status"])
+        self.errors.update(result["errors"])
+        self.slices["skipped" if result["skipped"] else "downloaded"] += 1
+        if not result["skipped"]:
+            self.new_images += result["status"].get("success", 0)
+            if result.get("redo_reason"):
+                self.slices["redone"] += 1
+                _LOG.info("slice %s redone (%s; removed %s)", result["shard"], result["redo_reason"], result["removed"])
+
+
+def _options(cfg: DownloadConfig, slice_size: int) -> SliceOptions:
+    return SliceOptions(slice_size=slice_size, min_side=cfg.min_side, thread_count=cfg.thread_count,
+                        timeout=cfg.timeout, retries=cfg.retries, encode_format=cfg.encode_format,
+                        encode_quality=cfg.encode_quality, max_pixels=cfg.max_pixels,
+                        slice_timeout=cfg.slice_timeout)
+
+
+def _collect(future, tally: _Tally, bar: tqdm) -> None:
+    try:
+        tally.add(future.result())
+    except Exception as exc:  # a slice that failed after its retries: reported, the others go on
+        tally.slices["failed"] += 1
+        tally.failures.append({"task": str(future.key), "error": f"{type(exc).__name__}: {exc}"[:2000]})
+        _LOG.error("slice task %s failed: %s", future.key, exc)
+    bar.update(1)
+
+
+def run(cfg: DownloadConfig) -> dict:
+    """Plan, skip complete slices, download the rest on Dask; return the summary (also written)."""
+    files = resolve_inputs(cfg.urls)  # before starting any cluster: a bad --urls fails fast
+    raw = Path(cfg.out)
+    raw.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, jobs_dir(raw) / "download_config.yaml")
+    tally, started = _Tally(), time.time()
+    with dask_client(cfg.scheduler, cfg.workers) as client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        limit = cfg.max_in_flight or 2 * n_workers
+        pending, token = as_completed(), uuid.uuid4().hex[:8]
+        bar = tqdm(total=0, desc="download slices", unit="slice")
+        for _path, slices in plan(cfg, files):
+            bar.total += len(slices)
+            bar.refresh()
+            for planned in slices:
+                if check_shard(raw, planned.shard_id)[0]:
+                    tally.add({"shard": planned.shard_id, "skipped": True,
+                               **status_counts(shard_paths(raw, planned.shard_id)[1])})
+                    bar.update(1)
+                    continue
+                while pending.count() >= limit:
+                    _collect(next(pending), tally, bar)
+                pending.add(client.submit(
+                    run_slice, planned.shard_id, planned.rows, str(raw.resolve()), _options(cfg, planned.slice_size),
+                    key=f"download-slice-{planned.shard_id}-{token}", retries=cfg.task_retries, pure=False))
+        for future in pending:
+            _collect(future, tally, bar)
+        bar.close()
+    return _summarise(cfg, tally, time.time() - started)
+
+
+def _summarise(cfg: DownloadConfig, tally: _Tally, seconds: float) -> dict:
+    summary = {
+        "seconds": round(seconds, 3),
+        "slices": dict(tally.slices),
+        "rows_by_status": dict(tally.status),
+        "top_errors": dict(tally.errors.most_common(20)),
+        "new_images": tally.new_images,
+        "new_images_per_s": round(tally.new_images / seconds, 3) if seconds > 0 else None,
+        "failed_slices": tally.failures,
+    }
+    atomic_write_json(jobs_dir(cfg.out) / "download_summary.json", summary)
+    print(f"download: {sum(tally.slices[k] for k in ('downloaded', 'skipped'))} slice(s) complete "
+          f"({tally.slices['downloaded']} downloaded, {tally.slices['skipped']} skipped, "
+          f"{tally.slices['failed']} failed) in {seconds:.1f} s; {tally.new_images} new images "
+          f"({summary['new_images_per_s']} images/s); rows by status {dict(tally.status)}", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = parse_config(DownloadConfig, argv)
+    if cfg.slice_size < 1:
+        raise SystemExit("--slice-size must be >= 1")
+    if cfg.encode_format not in ("jpg", "png", "webp"):
+        raise SystemExit(f"--encode-format must be jpg, png or webp (got {cfg.encode_format!r})")
+    summary = run(cfg)
+    if summary["failed_slices"]:
+        _LOG.error("%d slice(s) failed; rerun the same command to retry them", len(summary["failed_slices"]))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""``python -m curation.ingest``: a local image folder (DIV2K, Flickr2K, LSDIR, NTIRE...) -> raw shards.
+
+Writes the same format as img2dataset (see ``curation.rawshards``): ``raw/NNNNN.tar`` with
+``KEY.<ext>`` (the file's original bytes; ``ext`` from the sniffed content) + ``KEY.json``,
+``raw/NNNNN.parquet`` (one row per file: key, url (``file://`` absolute path), path (relative to
+``--folder``), source, status, error_message, width, height, sha256, size_bytes, format) and
+``raw/NNNNN_stats.json`` written last. Files are taken in sorted relative-path order and cut into
+shards of ``--shard-size``; the folder gets a range of shard ids after everything already in
+``raw/`` (``raw/_jobs/allocations.json``), so a rerun maps to the same shards and skips complete
+ones, while partial ones are deleted and redone. A file that cannot be read or is not an image
+becomes a row with a status (``failed_to_read``, ``failed_to_decode``, ``empty``), never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tarfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+from tqdm import tqdm
+
+from curation.allocation import allocate, job_key, jobs_dir
+from curation.download_slice import TMP_DIR, clear_shard, key_digits
+from curation.imagedecode import DecodeError, decode_rgb, probe_size
+from curation.rawshards import check_shard, shard_paths
+from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
+
+_LOG = logging.getLogger("curation.ingest")
+FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "GIF": "gif",
+              "MPO": "jpg"}
+SCHEMA = pa.schema([("key", pa.string()), ("url", pa.string()), ("path", pa.string()), ("source", pa.string()),
+                    ("status", pa.string()), ("error_message", pa.string()), ("width", pa.int32()),
+                    ("height", pa.int32()), ("sha256", pa.string()), ("size_bytes", pa.int64()),
+                    ("format", pa.string())])
+
+
+@dataclass
+class IngestConfig:
+    """Pack a local folder of images into raw shards (the format curation.download writes)."""
+
+    folder: str = field(metadata={"help": "folder of images (PNG/JPEG/...; nested folders with --recursive)"})
+    source: str = field(metadata={"help": "value of the `source` column (e.g. div2k, flickr2k, lsdir)"})
+    out: str = field(metadata={"help": "raw shard folder (created); shared with curation.download"})
+    shard_size: int = field(default=1000, metadata={"help": "files per raw shard; a rerun keeps the size the "
+                            "folder was first ingested with"})
+    recursive: bool = field(default=True, metadata={"help": "descend into sub-folders (LSDIR, NTIRE layouts)"})
+    extensions: list[str] = field(default_factory=list, metadata={"help": "only files with these extensions "
+                                  "(e.g. png jpg); default: every non-hidden file (non-images get a status row)"})
+    full_decode: bool = field(default=False, metadata={"help": "decode every image completely (catches truncated "
+                              "files now instead of at scoring; slower)"})
+
+
+def list_files(folder: Path, recursive: bool, extensions: list[str]) -> list[str]:
+    """Relative POSIX paths of the regular, non-hidden files, sorted (the deterministic ingest order)."""
+    exts = {e.lower().lstrip(".") for e in extensions}
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        for name in files:
+            path = Path(root) / name
+            if name.startswith(".") or not path.is_file():
+                continue
+            if exts and name.rsplit(".", 1)[-1].lower() not in exts:
+                continue
+            found.append(path.relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def _examine(data: bytes, full_decode: bool) -> tuple[str, str | None, int | None, int | None, str | None]:
+    """(status, error_message, width, height, format) of one file's bytes."""
+    if not data:
+        return "empty", "zero-byte file", None, None, None
+    try:
+        width, height = probe_size(data)
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+        if full_decode:
+            decode_rgb(data)
+    except DecodeError as exc:
+        return "failed_to_decode", exc.reason, None, None, None
+    return "success", None, width, height, fmt
+
+
+def _sample(folder: Path, rel: str, key: str, source: str, full_decode: bool) -> tuple[dict, bytes | None]:
+    path = folder / rel
+    row = {"key": key, "url": path.resolve().as_uri(), "path": rel, "source": source, "status": None,
+           "error_message": None, "width": None, "height": None, "sha256": None, "size_bytes": None, "format": None}
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        row.update(status="failed_to_read", error_message=f"{type(exc).__name__}: {exc}")
+        return row, None
+    status, error, width, height, fmt = _examine(data, full_decode)
+    row.update(status=status, error_message=error, width=width, height=height, format=fmt,
+               sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    return row, (data if status == "success" else None)
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), int(mtime), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shard(folder: Path, rel_paths: list[str], shard_id: str, raw: Path, source: str, digits: int,
+                full_decode: bool, bar: tqdm) -> Counter:
+    """Write one shard in ``raw/_tmp/NNNNN`` then move it in (tar, parquet, completion marker last)."""
+    work = raw / TMP_DIR / shard_id
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tar_path, parquet_path, stats_path = shard_paths(work, shard_id)
+    started, rows, counts = time.time(), [], Counter()
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for i, rel in enumerate(rel_paths):
+            key = f"{int(shard_id) * 10 ** digits + i:0{digits + 5}d}"
+            row, data = _sample(folder, rel, key, source, full_decode)
+            if data is not None:
+                mtime = (folder / rel).stat().st_mtime
+                _add_member(tar, f"{key}.{FORMAT_EXT.get(row['format'], 'img')}", data, mtime)
+                _add_member(tar, f"{key}.json", json.dumps(row, indent=1).encode("utf-8"), mtime)
+            rows.append(row)
+            counts[row["status"]] += 1
+            bar.update(1)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), parquet_path)
+    stats = {"count": len(rows), "successes": counts["success"], "failed": len(rows) - counts["success"],
+             "status_dict": dict(counts), "start_time": started, "end_time": time.time(),
+             "duration": time.time() - started, "source": source, "folder": str(folder)}
+    stats_path.write_text(json.dumps(stats, indent=2))
+    ok, reason = check_shard(work, shard_id)
+    if not ok:
+        raise RuntimeError(f"ingest shard {shard_id} failed its own check: {reason}")
+    for src, dst in zip(shard_paths(work, shard_id), shard_paths(raw, shard_id)):
+        os.replace(src, dst)
+    shutil.rmtree(work, ignore_errors=True)
+    return counts
+
+
+def _fingerprint(folder: Path, rel_paths: list[str]) -> str:
+    digest = hashlib.sha256()
+    for rel in rel_paths:
+        try:
+            size = (folder / rel).stat().st_size
+        except OSError:
+            size = -1
+        digest.update(f"{rel}\0{size}\n".encode("utf-8"))
+    return f"{len(rel_paths)}:{digest.hexdigest()[:16]}"
+
+
+def run(cfg: IngestConfig) -> dict:
+    folder, raw = Path(cfg.folder), Path(cfg.out)
+    if not folder.is_dir():
+        raise SystemExit(f"--folder {folder} is not a folder")
+    raw.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, jobs_dir(raw) / "ingest_config.yaml")
+    rel_paths = list_files(folder, cfg.recursive, cfg.extensions)
+    spec = {"kind": "ingest", "folder": str(folder.resolve()), "source": cfg.source, "recursive": cfg.recursive,
+            "extensions": sorted(e.lower().lstrip(".") for e in cfg.extensions)}
+    key = job_key(spec)
+    alloc = allocate(raw, key, count=-(-len(rel_paths) // cfg.shard_size), unit_size=cfg.shard_size,
+                     fingerprint=_fingerprint(folder, rel_paths), description=spec)
+    size, digits = alloc.unit_size, key_digits(alloc.unit_size)
+    started, counts, shards = time.time(), Counter(), Counter()
+    with tqdm(total=len(rel_paths), desc=f"ingest {cfg.source}", unit="file") as bar:
+        for i, shard_id in enumerate(alloc.shard_ids()):
+            chunk = rel_paths[i * size:(i + 1) * size]
+            ok, reason = check_shard(raw, shard_id)
+            if ok:
+                shards["skipped"] += 1
+                bar.update(len(chunk))
+                continue
+            removed = clear_shard(raw, shard_id)
+            if removed:
+                shards["redone"] += 1
+                _LOG.info("shard %s redone (%s; removed %s)", shard_id, reason, removed)
+            counts.update(write_shard(folder, chunk, shard_id, raw, cfg.source, digits, cfg.full_decode, bar))
+            shards["written"] += 1
+    seconds = time.time() - started
+    summary = {"job": key, "folder": str(folder), "source": cfg.source, "files": len(rel_paths),
+               "shards": alloc.shard_ids(), "shard_counts": dict(shards), "new_rows_by_status": dict(counts),
+               "seconds": round(seconds, 3), "files_per_s": round(sum(counts.values()) / seconds, 3) if seconds else None}
+    atomic_write_json(jobs_dir(raw) / f"ingest-{key}.json", summary)
+    print(f"ingest {cfg.source}: {len(rel_paths)} files in {alloc.count} shard(s) ({shards['written']} written, "
+          f"{shards['skipped']} skipped) in {seconds:.1f} s ({summary['files_per_s']} files/s); "
+          f"new rows by status {dict(counts)}", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = parse_config(IngestConfig, argv)
+    if cfg.shard_size < 1:
+        raise SystemExit("--shard-size must be >= 1")
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
