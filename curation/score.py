@@ -1,0 +1,169 @@
+"""``python -m curation.score raw/ --out scores/``: NIQE / BRISQUE / NIMA for every image of every raw shard.
+
+One Dask task per complete raw shard (``rawshards.list_complete_shards``), run by
+:func:`curation.score_shard.score_shard`; metrics are built once per worker process and reused.
+Before any worker starts, the weight files of the requested metrics are checked
+(``curation.weights.require``); a missing file stops the run with a message naming it.
+
+Resumable and idempotent: a shard whose ``scores/NNNNN.parquet`` exists is skipped; outputs are
+written atomically, so a worker killed mid-task leaves nothing behind and Dask reruns the task
+(``--retries``). Prints a progress bar over shards, the dashboard address and a final summary;
+``scores/_summary.json`` records the last run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from dask.distributed import Client, as_completed
+from tqdm import tqdm
+
+from curation.cluster import dask_client
+from curation.imagedecode import DEFAULT_MAX_PIXELS
+from curation.metrics import METRICS, parse_metrics, pyiqa_version
+from curation.rawshards import list_complete_shards
+from curation.score_shard import ScoreSettings, ShardResult, output_path, score_shard
+from curation.weights import MissingWeightsError, check, file_sha256, require
+from dynet_model.cliconfig import atomic_write_json, parse_config
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreConfig:
+    """Score every image of every complete raw shard with NIQE / BRISQUE / NIMA (pyiqa) on Dask."""
+
+    raw: str = field(metadata={"positional": True, "help": "raw shard folder (NNNNN.tar/.parquet/_stats.json)"})
+    out: str = field(default="scores", metadata={"help": "output folder for NNNNN.parquet score tables"})
+    metrics: str = field(default="niqe,brisque,nima", metadata={
+        "help": "comma-separated metrics; e.g. niqe,brisque to run without NIMA weights"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda (metrics run there inside each worker)"})
+    min_side: int = field(default=1024, metadata={"help": "images whose shorter side is below this get status too_small"})
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={
+        "help": "decompression-bomb guard: images with more pixels get status too_large (not decoded)"})
+    max_aspect: float = field(default=4.0, metadata={
+        "help": "images with long/short side ratio above this get status extreme_aspect (not scored)"})
+    nima_batch: int = field(default=16, metadata={"help": "images per NIMA forward pass"})
+    scheduler: str | None = field(default=None, metadata={"help": "address of a running Dask scheduler (else a LocalCluster)"})
+    workers: int = field(default=2, metadata={"help": "LocalCluster worker processes (1 thread each) when no --scheduler"})
+    retries: int = field(default=2, metadata={"help": "Dask retries per shard task (a killed worker is survived)"})
+
+
+@dataclass
+class RunSummary:
+    shards_total: int = 0
+    shards_written: int = 0
+    shards_skipped: int = 0
+    shards_failed: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def add(self, res: ShardResult) -> None:
+        if res.skipped:
+            self.shards_skipped += 1
+        elif res.error:
+            self.shards_failed[res.shard] = res.error
+        elif res.written:
+            self.shards_written += 1
+            self.rows += res.rows
+            self.images += res.images
+            for k, v in res.statuses.items():
+                self.statuses[k] = self.statuses.get(k, 0) + v
+
+    def as_dict(self) -> dict:
+        out = dict(self.__dict__)
+        out["images_per_s"] = round(self.images / self.seconds, 3) if self.seconds > 0 else None
+        return out
+
+
+def build_settings(metrics: Sequence[str], weight_paths: dict[str, str], *, device: str = "cpu",
+                   min_side: int = 1024, max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = 4.0,
+                   nima_batch: int = 16) -> ScoreSettings:
+    """Settings for the workers, with the run metadata (variants, versions, weight hashes) stored in outputs."""
+    statuses = {s.metric: s for s in check(metrics)}
+    meta = {"pyiqa_version": pyiqa_version(), "torch_version": torch.__version__, "metrics": {}}
+    for m in metrics:
+        spec = METRICS[m]
+        st = statuses[m]
+        meta["metrics"][m] = {"pyiqa_name": spec.pyiqa_name, "variant": spec.variant,
+                              "lower_better": spec.lower_better, "weight_file": spec.weight_file,
+                              "weight_origin": st.origin, "weight_sha256": file_sha256(weight_paths[m]),
+                              "test_only_weights": st.test_only}
+    return ScoreSettings(metrics=tuple(metrics), weight_paths=tuple(sorted(weight_paths.items())), device=device,
+                         min_side=min_side, max_pixels=max_pixels, max_aspect=max_aspect, nima_batch=nima_batch,
+                         run_metadata=json.dumps(meta))
+
+
+def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings, client: Client,
+              retries: int = 2) -> RunSummary:
+    """Submit one task per complete raw shard without a score file; wait with a progress bar."""
+    raw_dir, out_dir = Path(raw_dir).resolve(), Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = list_complete_shards(raw_dir)
+    summary = RunSummary(shards_total=len(shards))
+    todo = [s for s in shards if not output_path(out_dir, s).exists()]
+    summary.shards_skipped = len(shards) - len(todo)
+    _LOG.info("%d complete raw shard(s); %d already scored, %d to score", len(shards), summary.shards_skipped, len(todo))
+    start = time.time()
+    futures = [client.submit(score_shard, str(raw_dir), str(out_dir), s, settings, key=f"score-shard-{s}",
+                             retries=retries, pure=False) for s in todo]
+    with tqdm(total=len(futures), desc="scoring shards", unit="shard") as bar:
+        for fut in as_completed(futures):
+            try:
+                res = fut.result()
+            except Exception as exc:  # the task failed after its retries (e.g. worker killed repeatedly)
+                shard = str(fut.key).rsplit("-", 1)[-1]
+                res = ShardResult(shard=shard, written=False, error=f"{type(exc).__name__}: {exc}")
+            summary.add(res)
+            bar.update(1)
+            bar.set_postfix(images=summary.images)
+    summary.seconds = time.time() - start
+    return summary
+
+
+def _print_summary(summary: RunSummary, out_dir: Path) -> None:
+    d = summary.as_dict()
+    print(f"scored {d['images']} image(s) in {d['shards_written']} shard(s) "
+          f"({d['shards_skipped']} skipped, {len(d['shards_failed'])} failed) in {d['seconds']:.1f} s "
+          f"= {d['images_per_s']} images/s", flush=True)
+    print("statuses: " + ", ".join(f"{k}={v}" for k, v in sorted(d["statuses"].items())), flush=True)
+    for shard, err in d["shards_failed"].items():
+        print(f"FAILED shard {shard}: {err}", file=sys.stderr)
+    atomic_write_json(out_dir / "_summary.json", d)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = parse_config(ScoreConfig, argv)
+    try:
+        metrics = parse_metrics(cfg.metrics)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda requested but no CUDA device is available here")
+    try:
+        weight_paths = require(metrics)  # before any worker starts
+    except MissingWeightsError as exc:
+        raise SystemExit(f"error: missing metric weights\n{exc}") from exc
+    settings = build_settings(metrics, weight_paths, device=cfg.device, min_side=cfg.min_side,
+                              max_pixels=cfg.max_pixels, max_aspect=cfg.max_aspect, nima_batch=cfg.nima_batch)
+    out_dir = Path(cfg.out).resolve()
+    with dask_client(cfg.scheduler, cfg.workers) as client:
+        if cfg.scheduler:
+            print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+        summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries)
+    _print_summary(summary, out_dir)
+    return 1 if summary.shards_failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

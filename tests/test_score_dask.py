@@ -1,0 +1,98 @@
+"""curation.score through a real 2-worker Dask LocalCluster: complete, duplicate-free, resumable, survives a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dask.distributed import Client, LocalCluster
+from test_score_support import Sample, encode, install_test_nima, natural_image, write_raw_shard
+
+from curation.score import build_settings, score_raw
+from curation.score_shard import read_score_metadata
+from curation.weights import require
+
+
+def _make_raw(raw_dir, n_shards: int, per_shard: int, size=(128, 112)) -> int:
+    for s in range(n_shards):
+        samples = [Sample(f"s{s}i{i}", encode(natural_image(size, seed=10 * s + i))) for i in range(per_shard)]
+        samples.append(Sample(f"s{s}fail", None, status="failed_to_download", error_message="connection refused"))
+        write_raw_shard(raw_dir, f"{s:05d}", samples)
+    return n_shards * (per_shard + 1)
+
+
+def _read_all(out_dir) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in sorted(out_dir.glob("[0-9]*.parquet"))])
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    install_test_nima(tmp_path_factory.mktemp("nima"))  # before the workers spawn: they inherit TORCH_HOME
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           memory_limit="3GiB")
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path):
+    expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=2)
+    metrics = ("niqe", "brisque", "nima")
+    settings = build_settings(metrics, require(metrics), min_side=96, nima_batch=2)
+    summary = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client)
+    assert summary.shards_written == 4 and not summary.shards_failed
+    table = _read_all(tmp_path / "scores")
+    keys = table.column("key").to_pylist()
+    assert len(keys) == expected_rows == len(set(keys))
+    statuses = table.column("status").to_pylist()
+    assert statuses.count("ok") == 8 and statuses.count("download_failed") == 4
+    assert all(v is not None for v in table.filter(pa.compute.equal(table["status"], "ok"))["nima"].to_pylist())
+    meta = read_score_metadata(tmp_path / "scores" / "00000.parquet")
+    assert meta["metrics"]["nima"]["test_only_weights"] is True  # never silently passed off as real
+    # metrics were built once per worker process, not once per task
+    builds = client.run(lambda: __import__("curation.metrics", fromlist=["BUILDS"]).BUILDS)
+    assert sum(builds.values()) <= 2 < summary.shards_written
+    again = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client)
+    assert again.shards_skipped == 4 and again.shards_written == 0
+
+
+def _executing(dask_worker):
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
+def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
+    expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=3, size=(320, 320))  # ~1 s per shard
+    metrics = ("niqe", "brisque")
+    settings = build_settings(metrics, require(metrics), min_side=96)
+    killed: dict = {}
+
+    def killer():  # SIGKILL a worker while it is executing a shard task (seen from the worker itself)
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            running = {a: keys for a, keys in client.run(_executing).items() if keys}
+            if running:
+                addr = sorted(running)[0]
+                time.sleep(0.2)
+                if client.run(_executing, workers=[addr]).get(addr):
+                    pid = client.run(os.getpid, workers=[addr])[addr]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(addr=addr, pid=pid, tasks=running[addr])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    summary = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client, retries=2)
+    thread.join()
+    assert killed and killed["tasks"], "no worker was killed mid-task: the test did not exercise the failure"
+    assert not summary.shards_failed and summary.shards_written == 4
+    table = _read_all(tmp_path / "scores")
+    keys = table.column("key").to_pylist()
+    assert len(keys) == expected_rows == len(set(keys))
+    assert table.column("status").to_pylist().count("ok") == 12
+    assert sorted(p.name for p in (tmp_path / "scores").glob("*.parquet")) == [f"{i:05d}.parquet" for i in range(4)]
+    assert not list((tmp_path / "scores").glob(".*"))  # no temp files left behind
