@@ -1,0 +1,240 @@
+"""All-in-one or single-task fine-tuning (the PromptIR / DyNet recipe) on the shared training loop.
+
+    python -m training.finetune --init runs/pretrain/model_final.safetensors --out runs/ft \\
+        --tasks denoise,derain,dehaze --denoise-dirs Train/Denoise --derain-dir Train/Derain \\
+        --dehaze-dir Train/Dehaze --variant dynamic
+    python -m training.finetune ... --resume        # continue from the newest complete checkpoint
+
+Defaults follow the official recipe (AdamW 2e-4, L1 on the clamped output, patch 128, 7 non-identity
+flips/rotations, linear warm-up 15 epochs then cosine to 150, stopped at 120); ``--max-steps`` switches
+to a step-based schedule. See docs/training-finetune-evaluate.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
+from training import restoration_data as rd
+from training.distributed import DistEnv, cleanup, init_distributed
+from training.finetune_schedule import Schedule, epoch_samples_promptir, resolve_schedule
+from training.loop import LoopConfig, OptimConfig, StepResult, Trainer
+
+log = logging.getLogger("training.finetune")
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tune DyNet / PromptIR on denoise / derain / dehaze (any subset), all-in-one or single-task."""
+    out: str = field(metadata={"help": "run folder: checkpoints/, log.jsonl, tb/, model_final.safetensors"})
+    init: str | None = field(default=None, metadata={"help": "initial weights: our .safetensors (pre-training or any save_model file) or an official .ckpt (via the key map, see --arch); omitted = from scratch"})
+    arch: str = field(default="dynet", metadata={"help": "dynet | promptir (for an official --init or a from-scratch run; ours carry their own config)"})
+    tiny_model: bool = field(default=False, metadata={"help": "use ModelConfig.tiny(arch) when training from scratch (smoke tests only)"})
+    tasks: list[str] = field(default_factory=lambda: ["denoise,derain,dehaze"], metadata={"help": "tasks to train, any subset of denoise derain dehaze (comma or space separated); sampled with equal probability"})
+    denoise_dirs: list[str] = field(default_factory=list, metadata={"help": "folders of clean images for denoise (e.g. BSD400 WED), searched recursively"})
+    derain_dir: str | None = field(default=None, metadata={"help": "derain pairs: {rainy/rain-N, gt/norain-N} (PromptIR Train/Derain) or {input,target}"})
+    dehaze_dir: str | None = field(default=None, metadata={"help": "dehaze pairs: {synthetic/partK/ID_*.jpg, original/ID.*} (RESIDE OTS) or {input,target}"})
+    sigmas: list[float] = field(default_factory=lambda: [15.0, 25.0, 50.0], metadata={"help": "denoise noise levels (one drawn per sample)"})
+    patch_size: int = field(default=128, metadata={"help": "training patch size"})
+    batch_size: int = field(default=8, metadata={"help": "patches per step per process (official: 8 per GPU x 4 GPUs)"})
+    variant: str = field(default="dynamic", metadata={"help": "DyNet depth trained: s | l | dynamic (S or L drawn per step, as pre-training) | 'f1,f2,f3,f4'"})
+    lr: float = field(default=2e-4, metadata={"help": "AdamW peak learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (torch default, as the official optim.AdamW(lr=2e-4))"})
+    min_lr: float = field(default=0.0, metadata={"help": "cosine floor"})
+    epochs: int = field(default=150, metadata={"help": "schedule length in epochs (cosine reaches min_lr here; official 150)"})
+    warmup_epochs: int = field(default=15, metadata={"help": "linear warm-up epochs (official 15)"})
+    stop_epoch: int | None = field(default=120, metadata={"help": "stop training after this epoch without changing the schedule (official 120)"})
+    epoch_samples: int = field(default=0, metadata={"help": "samples per epoch; 0 = PromptIR's epoch: 3x clean images per sigma + 120x rain pairs + 1x haze pairs"})
+    max_steps: int = field(default=0, metadata={"help": ">0: step-based schedule of this many steps (overrides the epoch flags)"})
+    warmup_steps: int = field(default=0, metadata={"help": "warm-up steps of the step-based schedule"})
+    stop_at_step: int | None = field(default=None, metadata={"help": "step-based: stop early at this step (checkpoint written)"})
+    grad_clip: float = field(default=0.0, metadata={"help": "max grad norm (0 = off, as official)"})
+    seed: int = field(default=0, metadata={"help": "seed of sampling, crops, noise and the variant draw (every batch is a function of seed and step)"})
+    num_workers: int = field(default=4, metadata={"help": "DataLoader worker processes"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+    amp: str = field(default="bf16", metadata={"help": "bf16 autocast on CUDA | none"})
+    log_every: int = field(default=50, metadata={"help": "steps between log lines (log.jsonl, TensorBoard)"})
+    ckpt_every: int = field(default=2000, metadata={"help": "steps between train-state checkpoints"})
+    keep_last: int = field(default=3, metadata={"help": "complete checkpoints kept"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint under OUT/checkpoints"})
+    val_every: int = field(default=0, metadata={"help": "steps between validations (0 = none) on the --val-* sets"})
+    val_sots: str | None = field(default=None, metadata={"help": "validation SOTS folder (evaluate's layout)"})
+    val_rain100l: str | None = field(default=None, metadata={"help": "validation Rain100L folder"})
+    val_bsd68: str | None = field(default=None, metadata={"help": "validation clean-image folder (scored at --sigmas)"})
+    val_max_images: int = field(default=10, metadata={"help": "images per validation set"})
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
+
+
+def _reuse_for(variant: str) -> tuple[int, ...] | None:
+    if variant.lower() == "dynamic":
+        return None
+    from dynet_model.variants import parse_reuse
+    return tuple(parse_reuse(variant))
+
+
+def make_step_fn(*, arch: str, variant: str, seed: int):
+    """L1 on the clamped output; DyNet runs at a fixed reuse vector or S/L drawn per step."""
+    from dynet_model.variants import parse_reuse
+    fixed = _reuse_for(variant) if arch == "dynet" else None
+    s, l = tuple(parse_reuse("s")), tuple(parse_reuse("l"))
+
+    def step_fn(model, batch: dict, step: int) -> StepResult:
+        tag = ""
+        if arch != "dynet":
+            out = model(batch["lq"])
+        else:
+            if fixed is None:  # same draw on every rank: a function of (seed, step)
+                reuse = s if random.Random(seed * 1_000_003 + step).random() < 0.5 else l
+                tag = "S" if reuse == s else "L"
+            else:
+                reuse = fixed
+            out = model(batch["lq"], reuse=reuse)
+        loss = F.l1_loss(out.clamp(0.0, 1.0), batch["gt"].to(out.dtype))
+        return StepResult(loss=loss, tag=tag, samples=int(batch["lq"].shape[0]))
+    return step_fn
+
+
+@dataclass(frozen=True)
+class StepIndices:
+    """Sample indices of steps [start, stop) for one rank, lazily (the full schedule is millions)."""
+    start: int
+    stop: int
+    batch_size: int
+    rank: int = 0
+    world_size: int = 1
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start) * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        for s in range(self.start, self.stop):
+            first = (s * self.world_size + self.rank) * self.batch_size
+            yield from range(first, first + self.batch_size)
+
+
+def make_data_factory(dataset: rd.TaskMixDataset, *, batch_size: int, num_workers: int, env: DistEnv,
+                      stop_step: int):
+    """Stream for steps start, start+1, ...: step s / rank r uses sample indices (s*W + r)*B + [0, B)."""
+    from torch.utils.data import DataLoader
+
+    def factory(start_step: int) -> Iterator[dict]:
+        indices = StepIndices(start_step, stop_step, batch_size=batch_size, rank=env.rank,
+                              world_size=env.world_size)
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=num_workers,
+                            pin_memory=env.device.startswith("cuda"), drop_last=False)
+
+        def gen():
+            yield from loader
+        return gen()
+    return factory
+
+
+def build_finetune_model(cfg: FinetuneConfig):
+    """(model, ModelConfig): from our checkpoint's config, the official architecture, or tiny/full scratch."""
+    from dynet_model.build import build_model
+    from dynet_model.checkpoint import read_metadata
+    from dynet_model.config import ModelConfig
+    from training.checkpointing import latest_checkpoint
+    from training.restorers import load_init_weights
+
+    latest = latest_checkpoint(Path(cfg.out) / "checkpoints") if cfg.resume else None
+    if latest is not None:  # weights come from the checkpoint; its config rebuilds the model
+        import json
+        mcfg = ModelConfig.from_dict(json.loads((latest / "state.json").read_text())["model_config"])
+        return build_model(mcfg), mcfg
+    if cfg.init and cfg.init.endswith(".safetensors"):
+        mcfg, _ = read_metadata(cfg.init)
+    elif cfg.init:
+        mcfg = ModelConfig(arch=cfg.arch)
+    else:
+        mcfg = ModelConfig.tiny(cfg.arch) if cfg.tiny_model else ModelConfig(arch=cfg.arch)
+        log.warning("no --init: fine-tuning starts from random weights")
+    model = build_model(mcfg)
+    if cfg.init:
+        skipped = load_init_weights(model, cfg.init, mcfg.arch)
+        log.info("initialised from %s%s", cfg.init, f" (skipped {len(skipped)} unused official keys)" if skipped else "")
+    return model, mcfg
+
+
+def make_validate(cfg: FinetuneConfig, arch: str):
+    """Periodic validation with training.evaluate's protocol on the --val-* sets (None if none given)."""
+    if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68):
+        return None
+    from training.evaluate import collect_test_sets, evaluate
+    from training.protocols import get_protocol
+    from training.restorers import Restorer
+
+    sets = collect_test_sets(bsd68=cfg.val_bsd68, urban100=None, rain100l=cfg.val_rain100l, sots=cfg.val_sots,
+                             max_images=cfg.val_max_images)
+    if arch != "dynet":
+        variants = {"": None}
+    elif cfg.variant.lower() == "dynamic":
+        variants = {"S/": _reuse_for("s"), "L/": _reuse_for("l")}
+    else:
+        variants = {"": _reuse_for(cfg.variant)}
+
+    def validate(model, step: int) -> dict:
+        model.eval()
+        out = {}
+        for prefix, reuse in variants.items():
+            res = evaluate(Restorer(name=f"step{step}", model=model, arch=arch, reuse=reuse), sets,
+                           protocol=get_protocol("dynet"), sigmas=[int(s) for s in cfg.sigmas],
+                           device=str(next(model.parameters()).device))
+            for col, v in res["columns"].items():
+                out[f"{prefix}psnr/{col}"], out[f"{prefix}ssim/{col}"] = v["psnr"], v["ssim"]
+            out[f"{prefix}psnr/average"] = res["table1_average"]["psnr"]
+        return out
+    return validate
+
+
+def main(argv: list[str] | None = None):
+    cfg = parse_config(FinetuneConfig, argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    tasks = rd.parse_tasks(cfg.tasks)
+    sources = rd.collect_train_sources(tasks, denoise_dirs=cfg.denoise_dirs, derain_dir=cfg.derain_dir,
+                                       dehaze_dir=cfg.dehaze_dir)  # validated before any model work
+    env = init_distributed(cfg.device)
+    try:
+        samples = cfg.epoch_samples or epoch_samples_promptir(sources.sizes(), tasks, len(cfg.sigmas))
+        sched: Schedule = resolve_schedule(
+            max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, stop_at_step=cfg.stop_at_step,
+            epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, stop_epoch=cfg.stop_epoch,
+            epoch_samples=samples, global_batch=cfg.batch_size * env.world_size)
+        torch.manual_seed(cfg.seed)  # a from-scratch init is reproducible too
+        model, mcfg = build_finetune_model(cfg)
+        if env.is_main:
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            save_config(cfg, Path(cfg.out) / "finetune_config.yaml")
+            atomic_write_json(Path(cfg.out) / "finetune_data.json",
+                              {"tasks": tasks, "sizes": sources.sizes(), "epoch_samples": samples,
+                               "schedule": vars(sched), "model_config": mcfg.to_dict()})
+        log.info("tasks %s, data %s, schedule %s", tasks, sources.sizes(), sched)
+        dataset = rd.TaskMixDataset(sources, tasks=tasks, sigmas=cfg.sigmas, patch_size=cfg.patch_size, seed=cfg.seed)
+        stop = sched.stop_at_step or sched.max_steps
+        trainer = Trainer(
+            model=model, model_config=mcfg, env=env, resume=cfg.resume,
+            data_factory=make_data_factory(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                           env=env, stop_step=stop),
+            step_fn=make_step_fn(arch=mcfg.arch, variant=cfg.variant, seed=cfg.seed),
+            optim=OptimConfig(name="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, schedule="cosine",
+                              warmup_steps=sched.warmup_steps, min_lr=cfg.min_lr, grad_clip=cfg.grad_clip),
+            loop=LoopConfig(out_dir=cfg.out, max_steps=sched.max_steps, stop_at_step=sched.stop_at_step,
+                            log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
+                            val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed),
+            validate=make_validate(cfg, mcfg.arch))
+        result = trainer.run()
+        log.info("finished: %s at step %d (last checkpoint %s)", result.status, result.final_step, result.last_checkpoint)
+        return result
+    finally:
+        cleanup(env)
+
+
+if __name__ == "__main__":
+    main()
