@@ -17,6 +17,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         return DyNet(cfg)
     if cfg.arch == "promptir":
         return PromptIR(cfg)
+    if cfg.arch == "dsrir":  # the official DSRIR; its widths are fixed (see dynet_model/dsrir.py)
+        from .dsrir import DSRIR
+        return DSRIR(in_channels=cfg.in_channels, out_channels=cfg.out_channels, bias=cfg.bias)
     raise ValueError(f"unknown arch {cfg.arch!r}")
 
 

@@ -78,6 +78,9 @@ def load_official_checkpoint(path: str | os.PathLike, arch: str = "dynet"
     """
     obj = torch.load(str(path), map_location="cpu", weights_only=True)
     official = _extract_state_dict(obj, path)
+    if arch == "dsrir":  # DSRIR mirrors the official module tree: identity map, shapes checked
+        from .dsrir_keymap import map_official_dsrir
+        return map_official_dsrir(official)
     ours, skipped = map_official_state_dict(official, arch)
     if skipped:
         _LOG.info("%s: skipped %d official keys of never-called modules: %s", path, len(skipped), skipped)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-ARCHS = ("dynet", "promptir")
+ARCHS = ("dynet", "promptir", "dsrir")  # dsrir: fixed official DSRIR (only in/out_channels, bias used)
 
 DYNET_S = (2, 3, 3, 4)
 DYNET_L = (4, 6, 6, 8)

@@ -1,0 +1,158 @@
+"""Train DSRIR (all-in-one or one task) with its official recipe, on the shared training loop.
+
+    python -m training.vgg_weights install /path/to/vgg19-dcbb9e9d.pth      # once
+    python -m training.make_lists --train-dir /data/aio --out-dir datasets/train
+    python -m training.train_dsrir --train-dir /data/aio --mode all_in_one --out runs/dsrir_aio
+    python -m training.train_dsrir ... --resume                              # continue the latest checkpoint
+
+``--mode all_in_one|noise|rain|haze`` picks ``{lists_dir}/train_{mode}.csv`` (or ``--train-list``).
+Recipe defaults (official train.py): AdamW (0.9, 0.999), weight decay 1e-4, lr 2e-4, 3 warm-up
+epochs then cosine to 1e-6; progressive patches 128/160/192/256 with batches 16/14/12/8 switched
+after epochs 135/238/314/347 (:mod:`training.dsrir_schedule`; derive other switch epochs with
+``python -m training.epoch_chg``); loss :mod:`training.dsrir_loss`. The loop (:mod:`training.loop`)
+counts steps: the schedule's epochs are turned into steps by :class:`training.dsrir_data.StepPlan`
+(``floor(N / batch)`` steps per epoch), the warm-up into the steps of the first 3 epochs, and the
+cosine runs per step rather than per epoch. Outputs: ``OUT/checkpoints/step_*/``, ``OUT/log.jsonl``
+(with the three loss terms, epoch, patch and batch size), ``OUT/tb/``, ``OUT/model_final.safetensors``,
+``OUT/config.yaml``. Evaluate with ``python -m training.evaluate --checkpoint OUT/model_final.safetensors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dynet_model.build import build_model
+from dynet_model.cliconfig import parse_config, save_config
+from dynet_model.config import ModelConfig
+from training.dsrir_data import PairPatchDataset, StepPlan, progressive_batches
+from training.dsrir_loss import DSRIRLossWeights, build_dsrir_loss
+from training.dsrir_schedule import ProgressiveSchedule
+from training.loop import LoopConfig, OptimConfig, StepResult, train
+from training.make_lists import MODES, missing_files, read_pair_list
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainDSRIRConfig:
+    """Train DSRIR on target/degraded CSV lists with the official progressive recipe."""
+
+    train_dir: str = field(metadata={"help": "dataset root; list paths are relative to it"})
+    out: str = field(metadata={"help": "run folder (checkpoints, logs, final model)"})
+    mode: str = field(default="all_in_one", metadata={"help": "all_in_one | noise | rain | haze"})
+    train_list: str | None = field(default=None, metadata={"help": "CSV list (default LISTS_DIR/train_{mode}.csv)"})
+    lists_dir: str = field(default="datasets/train", metadata={"help": "folder of train_{mode}.csv lists"})
+    patch_size: tuple[int, ...] = field(default=(128, 160, 192, 256), metadata={"help": "patch size per phase"})
+    batch_size: tuple[int, ...] = field(default=(16, 14, 12, 8), metadata={"help": "batch size per phase"})
+    epoch_chg: tuple[int, ...] = field(default=(135, 238, 314, 347), metadata={
+        "help": "last epoch of each phase (the last one is the total number of epochs)"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate (AdamW)"})
+    min_lr: float = field(default=1e-6, metadata={"help": "cosine floor"})
+    warmup_epochs: int = field(default=3, metadata={"help": "linear warm-up epochs"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    w_uncertainty: float = field(default=1.0, metadata={"help": "weight of the uncertainty-weighted L1 term"})
+    variance_penalty: float = field(default=2.0, metadata={"help": "coefficient of mean(log-variance) in it"})
+    w_psnr: float = field(default=1.0, metadata={"help": "weight of the PSNR loss"})
+    psnr_aux: float = field(default=0.5, metadata={"help": "weight of the stage-1/2 PSNR losses (mean) inside it"})
+    w_contrast: float = field(default=0.2, metadata={"help": "weight of the VGG19 positive contrastive term"})
+    positive_weights: tuple[float, ...] = field(default=(1.0, 0.25, 0.125), metadata={
+        "help": "contrastive positives: gt, stage-2, stage-1"})
+    layer_weights: tuple[float, ...] = field(default=(1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), metadata={
+        "help": "VGG layer weights relu1_1..relu5_1"})
+    vgg_verify_hash: bool = field(default=True, metadata={
+        "help": "require torchvision's ImageNet VGG19 file (see python -m training.vgg_weights)"})
+    sigma_max: int = field(default=55, metadata={"help": "denoising pairs: sigma uniform in 0..sigma_max"})
+    workers: int = field(default=6, metadata={"help": "data loader worker processes"})
+    seed: int = field(default=1234, metadata={"help": "seed of data order, crops, noise and init"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:i]"})
+    amp: str = field(default="bf16", metadata={"help": "bf16 autocast on CUDA, or none"})
+    max_steps: int | None = field(default=None, metadata={
+        "help": "stop after this many steps (the schedule still spans all epochs)"})
+    resume: bool = field(default=False, metadata={"help": "continue from the latest complete checkpoint"})
+    ckpt_every: int = field(default=2000, metadata={"help": "steps between checkpoints"})
+    keep_last: int = field(default=3, metadata={"help": "checkpoints kept"})
+    log_every: int = field(default=50, metadata={"help": "steps between log lines"})
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
+
+
+def _loss_weights(cfg: TrainDSRIRConfig) -> DSRIRLossWeights:
+    return DSRIRLossWeights(uncertainty=cfg.w_uncertainty, variance_penalty=cfg.variance_penalty,
+                            psnr=cfg.w_psnr, psnr_aux=cfg.psnr_aux, contrast=cfg.w_contrast,
+                            positive_weights=tuple(cfg.positive_weights), layer_weights=tuple(cfg.layer_weights))
+
+
+def _read_list(cfg: TrainDSRIRConfig):
+    path = Path(cfg.train_list or Path(cfg.lists_dir) / f"train_{cfg.mode}.csv")
+    if not path.is_file():
+        raise FileNotFoundError(f"training list {path} not found; write it with python -m training.make_lists")
+    entries = read_pair_list(path)
+    missing = missing_files(entries, Path(cfg.train_dir))
+    if missing:
+        raise FileNotFoundError(f"{path}: {len(missing)} listed files missing under {cfg.train_dir}: {missing[:5]}")
+    log.info("%s: %d pairs", path, len(entries))
+    return entries
+
+
+def run(cfg: TrainDSRIRConfig):
+    if cfg.mode not in MODES:
+        raise ValueError(f"--mode must be one of {MODES}, got {cfg.mode!r}")
+    from training.distributed import DistEnv, resolve_device
+
+    env = DistEnv(device=resolve_device(cfg.device))
+    schedule = ProgressiveSchedule(patch_sizes=tuple(cfg.patch_size), batch_sizes=tuple(cfg.batch_size),
+                                   epoch_chg=tuple(cfg.epoch_chg), base_lr=cfg.lr, min_lr=cfg.min_lr,
+                                   warmup_epochs=cfg.warmup_epochs)
+    entries = _read_list(cfg)
+    plan = StepPlan(schedule, len(entries))
+    plan.validate()
+    loss_fn = build_dsrir_loss(_loss_weights(cfg), verify_hash=cfg.vgg_verify_hash).to(env.device)
+    dataset = PairPatchDataset(entries=entries, train_dir=cfg.train_dir, seed=cfg.seed, sigma_max=cfg.sigma_max)
+    torch.manual_seed(cfg.seed)
+    model_cfg = ModelConfig(arch="dsrir")
+    model = build_model(model_cfg)
+    last: dict[str, float] = {}
+
+    def step_fn(net, batch, step):
+        terms = loss_fn(net(batch["lq"], return_stages=True), batch["gt"], batch["lq"])
+        last.update(terms.as_floats())
+        epoch, _ = plan.locate(step)
+        last.update(epoch=epoch, patch=int(batch["lq"].shape[-1]), batch=int(batch["lq"].shape[0]))
+        return StepResult(loss=terms.total, tag=f"p{batch['lq'].shape[-1]}")
+
+    def data_factory(start_step: int):
+        return progressive_batches(dataset, plan, start_step=start_step, seed=cfg.seed, workers=cfg.workers,
+                                   pin_memory=env.device.startswith("cuda"))
+
+    warmup_steps = plan.epoch_starts[cfg.warmup_epochs]
+    optim = OptimConfig(name="adamw", lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+                        schedule="cosine", warmup_steps=warmup_steps, min_lr=cfg.min_lr)
+    loop = LoopConfig(out_dir=cfg.out, max_steps=plan.total_steps, stop_at_step=cfg.max_steps,
+                      log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
+                      amp=cfg.amp, progress=cfg.progress, seed=cfg.seed)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    save_config(cfg, Path(cfg.out) / "config.yaml")
+    log.info("DSRIR %s: %d pairs, %d epochs = %d steps (warm-up %d)", cfg.mode, len(entries),
+             schedule.total_epochs, plan.total_steps, warmup_steps)
+    return train(model=model, model_config=model_cfg, data_factory=data_factory, step_fn=step_fn, optim=optim,
+                 loop=loop, env=env, resume=cfg.resume, extra_metrics=lambda: dict(last))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_config(TrainDSRIRConfig, argv)
+    try:
+        result = run(cfg)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    print(f"{result.status} at step {result.final_step}; last checkpoint {result.last_checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
