@@ -57,7 +57,7 @@ class _RssPeak:
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * self._page
 
-    def __enter__(self) -> "_RssPeak":
+    def __enter__(self) -> _RssPeak:
         self.base = self._rss()
         self.peak = self.base
         self._thread = threading.Thread(target=self._run, daemon=True)

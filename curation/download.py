@@ -27,7 +27,8 @@ from tqdm import tqdm
 from curation.allocation import allocate, format_shard_id, job_key, jobs_dir
 from curation.cluster import dask_client
 from curation.download_slice import SliceOptions, run_slice, status_counts
-from curation.rawshards import check_shard, shard_paths
+from curation.rawshards import shard_paths
+from curation.shardcheck import shard_complete
 from curation.urls import Prefilter, UrlColumns, file_fingerprint, load_url_file, resolve_inputs
 from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
@@ -40,32 +41,46 @@ class DownloadConfig:
 
     urls: str = field(metadata={"help": "URL parquet file, folder of *.parquet, or glob (quote it)"})
     out: str = field(metadata={"help": "raw shard folder (created); shared with curation.ingest"})
-    min_side: int = field(default=1024, metadata={"help": "drop rows whose declared WIDTH or HEIGHT is "
-                          "below this before any request; img2dataset also rejects decoded images below it"})
-    source: str = field(default="laion-hr", metadata={"help": "value of the `source` column of every row"})
-    url_col: str = field(default="URL", metadata={"help": "URL column (case-insensitive; falls back to 'url')"})
-    caption_col: str = field(default="TEXT", metadata={"help": "caption column (case-insensitive); '' for none"})
-    width_col: str = field(default="WIDTH", metadata={"help": "declared width column (case-insensitive)"})
-    height_col: str = field(default="HEIGHT", metadata={"help": "declared height column (case-insensitive)"})
-    max_pwatermark: float = field(default=0.8, metadata={"help": "drop rows with pwatermark above this "
-                                  "(only when the column exists; null values are kept)"})
-    max_punsafe: float = field(default=0.5, metadata={"help": "drop rows with punsafe above this "
-                               "(only when the column exists; null values are kept)"})
-    slice_size: int = field(default=1000, metadata={"help": "URLs per slice = per Dask task = per raw shard; "
-                            "a rerun keeps the size the folder was first planned with"})
-    scheduler: str | None = field(default=None, metadata={"help": "Dask scheduler address (tcp://host:8786); "
-                                  "default: a LocalCluster with --workers processes"})
-    workers: int = field(default=2, metadata={"help": "LocalCluster worker processes (ignored with --scheduler)"})
-    thread_count: int = field(default=16, metadata={"help": "download threads inside one slice (img2dataset)"})
-    timeout: int = field(default=10, metadata={"help": "per-request timeout in seconds"})
-    retries: int = field(default=0, metadata={"help": "img2dataset retries per failed URL"})
-    encode_format: str = field(default="jpg", metadata={"help": "jpg|png|webp: images already in this format "
-                               "keep their original bytes; others are re-encoded to it"})
-    encode_quality: int = field(default=95, metadata={"help": "quality for re-encoded images (png: compression 0-9)"})
-    max_pixels: int = field(default=178_956_970, metadata={"help": "decoded-area limit (decompression bombs)"})
-    slice_timeout: int = field(default=3600, metadata={"help": "kill a slice's img2dataset after this many seconds"})
-    task_retries: int = field(default=1, metadata={"help": "Dask retries of a failed slice task"})
-    max_in_flight: int = field(default=0, metadata={"help": "slices submitted at once; 0 = 2 x workers"})
+    min_side: int = field(default=1024, metadata={
+        "help": "drop rows whose declared WIDTH or HEIGHT is below this before any request; img2dataset "
+                "also rejects decoded images below it (default: 1024)"})
+    source: str = field(default="laion-hr", metadata={
+        "help": "value of the `source` column of every row (default: laion-hr)"})
+    url_col: str = field(default="URL", metadata={
+        "help": "URL column, case-insensitive; falls back to 'url' (default: URL)"})
+    caption_col: str = field(default="TEXT", metadata={
+        "help": "caption column, case-insensitive; '' for none (default: TEXT)"})
+    width_col: str = field(default="WIDTH", metadata={
+        "help": "declared width column, case-insensitive (default: WIDTH)"})
+    height_col: str = field(default="HEIGHT", metadata={
+        "help": "declared height column, case-insensitive (default: HEIGHT)"})
+    max_pwatermark: float = field(default=0.8, metadata={
+        "help": "drop rows with pwatermark above this, where the column exists; nulls are kept (default: 0.8)"})
+    max_punsafe: float = field(default=0.5, metadata={
+        "help": "drop rows with punsafe above this, where the column exists; nulls are kept (default: 0.5)"})
+    slice_size: int = field(default=1000, metadata={
+        "help": "URLs per slice = per Dask task = per raw shard; a rerun keeps the size the URL file was "
+                "first planned with (default: 1000)"})
+    scheduler: str | None = field(default=None, metadata={
+        "help": "Dask scheduler address (tcp://host:8786); default: a LocalCluster with --workers processes"})
+    workers: int = field(default=2, metadata={
+        "help": "LocalCluster worker processes, ignored with --scheduler (default: 2)"})
+    thread_count: int = field(default=16, metadata={
+        "help": "download threads inside one slice (img2dataset thread_count) (default: 16)"})
+    timeout: int = field(default=10, metadata={"help": "per-request timeout in seconds (default: 10)"})
+    retries: int = field(default=0, metadata={"help": "img2dataset retries per failed URL (default: 0)"})
+    encode_format: str = field(default="jpg", metadata={
+        "help": "jpg|png|webp: images already in this format keep their original bytes, others are "
+                "re-encoded to it (default: jpg)"})
+    encode_quality: int = field(default=95, metadata={
+        "help": "quality of re-encoded images; for png the compression level 0-9 (default: 95)"})
+    max_pixels: int = field(default=178_956_970, metadata={
+        "help": "decoded-area limit against decompression bombs, PIL's (default: 178956970)"})
+    slice_timeout: int = field(default=3600, metadata={
+        "help": "kill a slice's img2dataset after this many seconds (default: 3600)"})
+    task_retries: int = field(default=1, metadata={"help": "Dask retries of a failed slice task (default: 1)"})
+    max_in_flight: int = field(default=0, metadata={
+        "help": "slices submitted at once; 0 = 2 x workers (default: 0)"})
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,9 @@ def _plan_file(path: Path, cfg: DownloadConfig, columns: UrlColumns, prefilter: 
     _LOG.info("%s: %d rows, %d pre-filtered (%s), %d to download in %d slice(s)", path.name, stats["rows"],
               stats["prefiltered"], {k: stats[k] for k in ("below_min_side", "watermark", "unsafe", "no_url")},
               stats["kept"], alloc.count)
-    return [PlannedSlice(sid, table.slice(i * size, size), size) for i, sid in enumerate(alloc.shard_ids())]
+    # take() copies: a zero-copy slice would pickle the whole file's buffers into every task.
+    return [PlannedSlice(sid, table.take(pa.array(range(i * size, min((i + 1) * size, table.num_rows)))), size)
+            for i, sid in enumerate(alloc.shard_ids())]
 
 
 def plan(cfg: DownloadConfig, files: list[Path]) -> Iterator[tuple[Path, list[PlannedSlice]]]:
@@ -156,7 +173,7 @@ def run(cfg: DownloadConfig) -> dict:
             bar.total += len(slices)
             bar.refresh()
             for planned in slices:
-                if check_shard(raw, planned.shard_id)[0]:
+                if shard_complete(raw, planned.shard_id)[0]:
                     tally.add({"shard": planned.shard_id, "skipped": True,
                                **status_counts(shard_paths(raw, planned.shard_id)[1])})
                     bar.update(1)

@@ -17,16 +17,21 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.metrics import METRICS
 from curation.score_shard import METADATA_KEY
-from dynet_model.cliconfig import atomic_write_bytes, atomic_write_json, parse_config
+from dynet_model.cliconfig import (
+    atomic_write_bytes,
+    atomic_write_json,
+    parse_config,
+    save_config,
+)
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS = ",".join(f"{m.name}={m.default_threshold:g}" for m in METRICS.values())
@@ -139,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         thresholds = parse_thresholds(cfg.thresholds) if cfg.thresholds else None
         stats = filter_scores(cfg.scores, cfg.out, thresholds, cfg.min_side)
+        save_config(cfg, Path(cfg.out).with_name("filter_config.yaml"))
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     print(f"kept {stats['kept']} of {stats['total']} ({stats['dropped']} dropped) with "

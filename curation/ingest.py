@@ -21,19 +21,24 @@ import os
 import shutil
 import tarfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+from dask.distributed import as_completed
 from tqdm import tqdm
 
 from curation.allocation import allocate, job_key, jobs_dir
+from curation.cluster import dask_client
 from curation.download_slice import TMP_DIR, clear_shard, key_digits
 from curation.imagedecode import DecodeError, decode_rgb, probe_size
 from curation.rawshards import check_shard, shard_paths
+from curation.shardcheck import shard_complete
 from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
 _LOG = logging.getLogger("curation.ingest")
@@ -53,23 +58,34 @@ class IngestConfig:
     source: str = field(metadata={"help": "value of the `source` column (e.g. div2k, flickr2k, lsdir)"})
     out: str = field(metadata={"help": "raw shard folder (created); shared with curation.download"})
     shard_size: int = field(default=1000, metadata={"help": "files per raw shard; a rerun keeps the size the "
-                            "folder was first ingested with"})
-    recursive: bool = field(default=True, metadata={"help": "descend into sub-folders (LSDIR, NTIRE layouts)"})
+                            "folder was first ingested with (default: 1000)"})
+    recursive: bool = field(default=True, metadata={
+        "help": "descend into sub-folders, for LSDIR / NTIRE layouts (default: --recursive)"})
     extensions: list[str] = field(default_factory=list, metadata={"help": "only files with these extensions "
                                   "(e.g. png jpg); default: every non-hidden file (non-images get a status row)"})
     full_decode: bool = field(default=False, metadata={"help": "decode every image completely (catches truncated "
-                              "files now instead of at scoring; slower)"})
+                              "files now instead of at scoring; slower) (default: --no-full-decode)"})
+    scheduler: str | None = field(default=None, metadata={
+        "help": "Dask scheduler address (tcp://host:8786): one task per shard on that cluster"})
+    workers: int = field(default=0, metadata={
+        "help": "0: write shards in this process; N > 0: a LocalCluster with N worker processes, one task "
+                "per shard (ignored with --scheduler) (default: 0)"})
 
 
-def list_files(folder: Path, recursive: bool, extensions: list[str]) -> list[str]:
-    """Relative POSIX paths of the regular, non-hidden files, sorted (the deterministic ingest order)."""
+def list_files(folder: Path, recursive: bool, extensions: list[str], exclude: Path | None = None) -> list[str]:
+    """Relative POSIX paths of the regular, non-hidden files, sorted (the deterministic ingest order).
+
+    ``exclude`` (the raw output folder, when it lies inside ``folder``) is never descended into.
+    """
     exts = {e.lower().lstrip(".") for e in extensions}
+    skip = exclude.resolve() if exclude is not None else None
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip) \
+            if recursive else []
         for name in files:
             path = Path(root) / name
-            if name.startswith(".") or not path.is_file():
+            if name.startswith(".") or not (path.is_file() or path.is_symlink()):  # dangling link: failed_to_read
                 continue
             if exts and name.rsplit(".", 1)[-1].lower() not in exts:
                 continue
@@ -114,7 +130,7 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> N
 
 
 def write_shard(folder: Path, rel_paths: list[str], shard_id: str, raw: Path, source: str, digits: int,
-                full_decode: bool, bar: tqdm) -> Counter:
+                full_decode: bool, on_file: Callable[[], object] | None = None) -> Counter:
     """Write one shard in ``raw/_tmp/NNNNN`` then move it in (tar, parquet, completion marker last)."""
     work = raw / TMP_DIR / shard_id
     shutil.rmtree(work, ignore_errors=True)
@@ -131,7 +147,8 @@ def write_shard(folder: Path, rel_paths: list[str], shard_id: str, raw: Path, so
                 _add_member(tar, f"{key}.json", json.dumps(row, indent=1).encode("utf-8"), mtime)
             rows.append(row)
             counts[row["status"]] += 1
-            bar.update(1)
+            if on_file is not None:
+                on_file()
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), parquet_path)
     stats = {"count": len(rows), "successes": counts["success"], "failed": len(rows) - counts["success"],
              "status_dict": dict(counts), "start_time": started, "end_time": time.time(),
@@ -157,38 +174,70 @@ def _fingerprint(folder: Path, rel_paths: list[str]) -> str:
     return f"{len(rel_paths)}:{digest.hexdigest()[:16]}"
 
 
+def ingest_shard(folder: str, rel_paths: list[str], shard_id: str, raw_dir: str, source: str, digits: int,
+                 full_decode: bool, on_file: Callable[[], object] | None = None) -> dict:
+    """One shard, idempotently: skip it when complete, else delete what is there and write it. A Dask task."""
+    raw = Path(raw_dir)
+    ok, reason = shard_complete(raw, shard_id)
+    if ok:
+        return {"shard": shard_id, "skipped": True, "redone": False, "counts": {}}
+    removed = clear_shard(raw, shard_id)
+    if removed:
+        _LOG.info("shard %s redone (%s; removed %s)", shard_id, reason, removed)
+    counts = write_shard(Path(folder), rel_paths, shard_id, raw, source, digits, full_decode, on_file)
+    return {"shard": shard_id, "skipped": False, "redone": bool(removed), "counts": dict(counts)}
+
+
+def _run_shards(cfg: IngestConfig, jobs: list[tuple[str, list[str]]], raw: Path, digits: int) -> list[dict]:
+    """Run every shard job, in this process (tqdm per file) or on Dask (tqdm per shard)."""
+    args = (str(Path(cfg.folder)), str(raw.resolve()), cfg.source, digits, cfg.full_decode)
+    if not cfg.scheduler and cfg.workers <= 0:
+        results = []
+        with tqdm(total=sum(len(c) for _, c in jobs), desc=f"ingest {cfg.source}", unit="file") as bar:
+            for shard_id, chunk in jobs:
+                res = ingest_shard(args[0], chunk, shard_id, *args[1:], on_file=lambda: bar.update(1))
+                if res["skipped"]:
+                    bar.update(len(chunk))
+                results.append(res)
+        return results
+    with dask_client(cfg.scheduler, cfg.workers) as client:
+        futures = [client.submit(ingest_shard, args[0], chunk, shard_id, *args[1:], pure=False, retries=1,
+                                 key=f"ingest-{shard_id}-{uuid.uuid4().hex[:8]}") for shard_id, chunk in jobs]
+        with tqdm(total=len(futures), desc=f"ingest {cfg.source}", unit="shard") as bar:
+            results = []
+            for future in as_completed(futures):
+                results.append(future.result())  # a failed shard stops the run; a rerun resumes it
+                bar.update(1)
+    return results
+
+
 def run(cfg: IngestConfig) -> dict:
     folder, raw = Path(cfg.folder), Path(cfg.out)
     if not folder.is_dir():
         raise SystemExit(f"--folder {folder} is not a folder")
     raw.mkdir(parents=True, exist_ok=True)
     save_config(cfg, jobs_dir(raw) / "ingest_config.yaml")
-    rel_paths = list_files(folder, cfg.recursive, cfg.extensions)
+    rel_paths = list_files(folder, cfg.recursive, cfg.extensions, exclude=raw)
     spec = {"kind": "ingest", "folder": str(folder.resolve()), "source": cfg.source, "recursive": cfg.recursive,
             "extensions": sorted(e.lower().lstrip(".") for e in cfg.extensions)}
     key = job_key(spec)
     alloc = allocate(raw, key, count=-(-len(rel_paths) // cfg.shard_size), unit_size=cfg.shard_size,
                      fingerprint=_fingerprint(folder, rel_paths), description=spec)
-    size, digits = alloc.unit_size, key_digits(alloc.unit_size)
-    started, counts, shards = time.time(), Counter(), Counter()
-    with tqdm(total=len(rel_paths), desc=f"ingest {cfg.source}", unit="file") as bar:
-        for i, shard_id in enumerate(alloc.shard_ids()):
-            chunk = rel_paths[i * size:(i + 1) * size]
-            ok, reason = check_shard(raw, shard_id)
-            if ok:
-                shards["skipped"] += 1
-                bar.update(len(chunk))
-                continue
-            removed = clear_shard(raw, shard_id)
-            if removed:
-                shards["redone"] += 1
-                _LOG.info("shard %s redone (%s; removed %s)", shard_id, reason, removed)
-            counts.update(write_shard(folder, chunk, shard_id, raw, cfg.source, digits, cfg.full_decode, bar))
-            shards["written"] += 1
+    size = alloc.unit_size
+    jobs = [(sid, rel_paths[i * size:(i + 1) * size]) for i, sid in enumerate(alloc.shard_ids())]
+    started = time.time()
+    results = _run_shards(cfg, jobs, raw, key_digits(size))
     seconds = time.time() - started
+    counts, shards = Counter(), Counter()
+    for res in results:
+        counts.update(res["counts"])
+        shards["skipped" if res["skipped"] else "written"] += 1
+        shards["redone"] += int(res["redone"])
+    shards = +shards  # drop zero counts
     summary = {"job": key, "folder": str(folder), "source": cfg.source, "files": len(rel_paths),
                "shards": alloc.shard_ids(), "shard_counts": dict(shards), "new_rows_by_status": dict(counts),
-               "seconds": round(seconds, 3), "files_per_s": round(sum(counts.values()) / seconds, 3) if seconds else None}
+               "seconds": round(seconds, 3),
+               "files_per_s": round(sum(counts.values()) / seconds, 3) if seconds else None}
     atomic_write_json(jobs_dir(raw) / f"ingest-{key}.json", summary)
     print(f"ingest {cfg.source}: {len(rel_paths)} files in {alloc.count} shard(s) ({shards['written']} written, "
           f"{shards['skipped']} skipped) in {seconds:.1f} s ({summary['files_per_s']} files/s); "

@@ -20,9 +20,9 @@ pyiqa is imported lazily, after ``ensure_torchvision_importable()``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -124,7 +124,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = obj["params"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} is not a state dict of tensors")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+    return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
 def load_nima(path: str | Path, device: str = "cpu") -> torch.nn.Module:

@@ -17,11 +17,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
+from dask.base import tokenize
 from dask.distributed import Client, as_completed
 from tqdm import tqdm
 
@@ -31,7 +32,7 @@ from curation.metrics import METRICS, parse_metrics, pyiqa_version
 from curation.rawshards import list_complete_shards
 from curation.score_shard import ScoreSettings, ShardResult, output_path, score_shard
 from curation.weights import MissingWeightsError, check, file_sha256, require
-from dynet_model.cliconfig import atomic_write_json, parse_config
+from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
 _LOG = logging.getLogger(__name__)
 
@@ -114,15 +115,15 @@ def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings,
     summary.shards_skipped = len(shards) - len(todo)
     _LOG.info("%d complete raw shard(s); %d already scored, %d to score", len(shards), summary.shards_skipped, len(todo))
     start = time.time()
-    futures = [client.submit(score_shard, str(raw_dir), str(out_dir), s, settings, key=f"score-shard-{s}",
-                             retries=retries, pure=False) for s in todo]
+    run_token = tokenize(str(out_dir), settings, time.time())  # distinct keys per run and output folder
+    futures = {client.submit(score_shard, str(raw_dir), str(out_dir), s, settings, key=f"score-{s}-{run_token}",
+                             retries=retries, pure=False): s for s in todo}
     with tqdm(total=len(futures), desc="scoring shards", unit="shard") as bar:
-        for fut in as_completed(futures):
+        for fut in as_completed(list(futures)):
             try:
                 res = fut.result()
             except Exception as exc:  # the task failed after its retries (e.g. worker killed repeatedly)
-                shard = str(fut.key).rsplit("-", 1)[-1]
-                res = ShardResult(shard=shard, written=False, error=f"{type(exc).__name__}: {exc}")
+                res = ShardResult(shard=futures[fut], written=False, error=f"{type(exc).__name__}: {exc}")
             summary.add(res)
             bar.update(1)
             bar.set_postfix(images=summary.images)
@@ -157,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = build_settings(metrics, weight_paths, device=cfg.device, min_side=cfg.min_side,
                               max_pixels=cfg.max_pixels, max_aspect=cfg.max_aspect, nima_batch=cfg.nima_batch)
     out_dir = Path(cfg.out).resolve()
+    save_config(cfg, out_dir / "_score_config.yaml")
     with dask_client(cfg.scheduler, cfg.workers) as client:
         if cfg.scheduler:
             print(f"Dask dashboard: {client.dashboard_link}", flush=True)

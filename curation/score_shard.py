@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from PIL import Image
 
 from curation.imagedecode import DecodeError, decode_rgb
 from curation.metrics import METRICS, get_metric_set
@@ -124,7 +125,7 @@ class _ShardScorer:
             scores = self.metric_set.score_nima([t for _, t in self.pending])
             for k, s in zip(keys, scores):
                 self.results[k]["nima"] = s
-        except Exception as exc:
+        except Exception as exc:  # a failed batch marks its images, never the shard
             for k in keys:
                 self.results[k].update(status="metric_error", error=f"nima: {type(exc).__name__}: {exc}"[:500])
         self.pending.clear()
@@ -183,6 +184,7 @@ def score_shard(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettin
     if out_path.exists():
         return ShardResult(shard=shard_id, written=False, skipped=True)
     torch.set_num_threads(1)
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels  # PIL's own open-time bomb check follows --max-pixels
     tar_path, parquet_path, _ = shard_paths(raw_dir, shard_id)
     try:
         raw_rows = pq.read_table(parquet_path).to_pylist()

@@ -2,8 +2,10 @@
 
 Laion-HR columns are ``URL, TEXT, WIDTH, HEIGHT, similarity, hash, punsafe, pwatermark, ...``; other
 dumps spell them in lower case, so every column is looked up case-insensitively. Rows are dropped
-(and counted per reason) when the declared size is below ``min_side`` or the watermark / NSFW
-probabilities exceed their thresholds (only where those columns exist). The kept rows become a
+(and counted per reason) when the URL is empty or not http(s) (urllib would happily read
+``file://`` URLs from a hostile list), when the declared size is below ``min_side`` or the watermark / NSFW
+probabilities exceed their thresholds (only where those columns exist), or repeat an earlier row's
+URL in the same file. The kept rows become a
 normalised table: ``url, caption, declared_width, declared_height, pwatermark, punsafe, source,
 url_file, url_row`` (the last two point back to the input row).
 """
@@ -82,6 +84,19 @@ def _drop(keep: pa.Array, bad: pa.Array) -> tuple[pa.Array, int]:
     return pc.and_(keep, pc.invert(bad)), int(pc.sum(pc.cast(newly, pa.int64())).as_py() or 0)
 
 
+def _repeated(urls: pa.Array, keep: pa.Array) -> pa.Array:
+    """True for a kept row whose URL already appeared in an earlier kept row (first one wins)."""
+    seen: set[str] = set()
+    out = []
+    for url, kept in zip(urls.to_pylist(), keep.to_pylist()):
+        if not kept:
+            out.append(False)
+            continue
+        out.append(url in seen)
+        seen.add(url)
+    return pa.array(out, pa.bool_())
+
+
 def load_url_file(path: Path, columns: UrlColumns, prefilter: Prefilter, source: str) -> tuple[pa.Table, dict]:
     """Read one URL parquet, pre-filter it; return (normalised kept rows, counts per drop reason)."""
     names = pq.read_schema(path).names
@@ -102,10 +117,14 @@ def load_url_file(path: Path, columns: UrlColumns, prefilter: Prefilter, source:
     keep = pa.array([True] * n, pa.bool_())
     stats = {"file": path.name, "rows": n}
     keep, stats["no_url"] = _drop(keep, pc.or_kleene(pc.is_null(urls), pc.equal(pc.utf8_trim_whitespace(urls), "")))
+    lowered = pc.utf8_lower(pc.utf8_trim_whitespace(urls))
+    web = pc.or_(pc.starts_with(lowered, "http://"), pc.starts_with(lowered, "https://"))
+    keep, stats["not_http"] = _drop(keep, pc.invert(web))  # file://, ftp://, data: ... are never fetched
     small = pc.or_kleene(pc.less(width, prefilter.min_side), pc.less(height, prefilter.min_side))
     keep, stats["below_min_side"] = _drop(keep, small)
     keep, stats["watermark"] = _drop(keep, pc.greater(wm, prefilter.max_pwatermark))
     keep, stats["unsafe"] = _drop(keep, pc.greater(unsafe, prefilter.max_punsafe))
+    keep, stats["duplicate_url"] = _drop(keep, _repeated(urls, keep))
     stats["size_unknown_kept"] = int(pc.sum(pc.cast(pc.and_(keep, pc.or_kleene(
         pc.is_null(width), pc.is_null(height))), pa.int64())).as_py() or 0)
     stats["kept"] = int(pc.sum(pc.cast(keep, pa.int64())).as_py() or 0)

@@ -21,14 +21,20 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from curation.metrics import DATA_DIR, METRICS, load_nima, parse_metrics, read_state_dict
+from curation.metrics import (
+    DATA_DIR,
+    METRICS,
+    load_nima,
+    parse_metrics,
+    read_state_dict,
+)
 from dynet_model.cliconfig import atomic_write_json, parse_config
 
 _LOG = logging.getLogger(__name__)
@@ -148,7 +154,7 @@ def install(file: str | Path, metric: str = "nima") -> Path:
     shutil.copyfile(src, tmp)
     os.replace(tmp, dest)
     note = {"source_file": src.name, "source_path": str(src.resolve()), "sha256": file_sha256(dest),
-            "metric": spec.name, "installed_at": datetime.now(timezone.utc).isoformat(),
+            "metric": spec.name, "installed_at": datetime.now(UTC).isoformat(),
             "test_only": "TEST_ONLY" in src.name.upper()}
     atomic_write_json(dest.with_name(dest.name + PROVENANCE_SUFFIX), note)
     _LOG.info("installed %s as %s", src, dest)

@@ -8,7 +8,7 @@ from .config import ModelConfig
 from .networks import DyNet, PromptIR
 
 # Official parameter totals (they include modules the official forward never calls; see docs/model.md)
-OFFICIAL_PARAMS = {"dynet": 16_726_031, "promptir": 35_592_263}
+OFFICIAL_PARAMS = {"dynet": 16_726_031, "promptir": 35_592_263, "dsrir": 3_516_837}
 EXPECTED_PARAMS = {"dynet": 16_613_135, "promptir": 35_376_967}
 
 

@@ -11,9 +11,9 @@ Data flow (``forward``), for a degraded image ``img`` (padded to a multiple of 8
    groups at full resolution), ``PRU3``, ``usau_3`` -> the final image and its log-variance.
 
 Every USAU restores by a residual on the degraded input image. 3,516,837 parameters, equal to the
-official module tree (so official checkpoints load with an identity key map). Two parameters
-tensors sets of the official design never reach an output: ``usau_3.conv2`` (the last stage passes
-no features on) and ``usau_3.att_map`` (its map is computed - it is part of the official FLOP count -
+official module tree (so official checkpoints load with an identity key map). Three parameter
+tensors of the official design never reach an output: ``usau_3.conv2`` (the last stage passes no
+features on) and ``usau_3.att_map`` (its map is computed - it is part of the official FLOP count -
 and returned for inspection, but no loss uses it). :data:`UNUSED_IN_LOSS` names them.
 """
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynet_model.dsrir_blocks import PAG, PRU, USAU, PAB, down_sample, pab_stack, up_sample
+from dynet_model.dsrir_blocks import PAB, PAG, PRU, USAU, down_sample, pab_stack, up_sample
 
 #: The input is padded to a multiple of this (patch-attention grids of 8x8 at full resolution,
 #: 4x4 at 1/2 and 2x2 at 1/4 resolution).
@@ -179,7 +179,7 @@ class DSRIR(nn.Module):
         out = self._stages(pad_to_multiple(x, PAD_MULTIPLE))
         if not return_stages:
             return out.final[..., :h, :w]
-        crop = lambda ts: tuple(t[..., :h, :w] for t in ts)  # noqa: E731
+        crop = lambda ts: tuple(t[..., :h, :w] for t in ts)
         return DSRIRStages(crop(out.restored), crop(out.log_var), crop(out.attention))
 
 

@@ -9,8 +9,8 @@ dict also works. Files are read with ``torch.load(weights_only=True)`` (never un
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 

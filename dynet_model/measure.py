@@ -24,8 +24,8 @@ class ModelSpec:
 
 def parse_model_name(name: str) -> ModelSpec:
     key = name.strip().lower()
-    if key == "promptir":
-        return ModelSpec(name=key, arch="promptir", reuse=None)
+    if key in ("promptir", "dsrir"):
+        return ModelSpec(name=key, arch=key, reuse=None)
     spec = key.removeprefix("dynet-").removeprefix("dynet:")
     return ModelSpec(name=key, arch="dynet", reuse=parse_reuse(spec))
 

@@ -106,7 +106,7 @@ def site(tmp_path):
     ]
     table = pa.table({
         "URL": [r[0] for r in rows], "TEXT": [f"caption {i}" for i in range(len(rows))],
-        "WIDTH": pa.array([r[1] for r in rows], pa.int64()), "HEIGHT": pa.array([r[2] for r in rows], pa.int64()),
+        "WIDTH": pa.array([r[1] for r in rows], pa.float64()), "HEIGHT": pa.array([r[2] for r in rows], pa.float64()),
         "similarity": [0.3] * len(rows), "hash": list(range(len(rows))),
         "pwatermark": pa.array([r[3] for r in rows], pa.float64()),
         "punsafe": pa.array([r[4] for r in rows], pa.float64()),
@@ -197,3 +197,18 @@ def _rerun_and_redo(server, urls, out, rows, shards, scheduler):
     assert {n: r["status"] for n, r in _raw_rows(out).items()} == {n: r["status"] for n, r in rows.items()}
     assert not (out / "_tmp").exists() or not any((out / "_tmp").iterdir())  # no scratch left behind
     assert os.path.exists(out / "_jobs" / "download_summary.json")
+
+
+@pytest.mark.slow
+def test_failed_slice_is_reported_then_recovered(site, tmp_path):
+    """A slice killed by --slice-timeout is a reported failure (no shard published); a rerun completes it."""
+    server, urls, _ = site
+    out = tmp_path / "raw"
+    args = ["--urls", str(urls), "--out", str(out), "--min-side", str(MIN_SIDE), "--slice-size", "20",
+            "--workers", "1", "--timeout", "5"]
+    summary = download.main(args + ["--slice-timeout", "1", "--task-retries", "0"])
+    assert summary["slices"] == {"failed": 1} and "did not finish within 1 s" in summary["failed_slices"][0]["error"]
+    assert list_complete_shards(out) == [] and not list(out.glob("*.tar"))
+    summary = download.main(args)
+    assert summary["slices"] == {"downloaded": 1} and len(list_complete_shards(out)) == 1
+    assert sum(summary["rows_by_status"].values()) == 11

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dynet_model.dsrir import OFFICIAL_NUM_PARAMS, UNUSED_IN_LOSS, DSRIR, DSRIRStages, count_parameters
+from dynet_model.dsrir import DSRIR, OFFICIAL_NUM_PARAMS, UNUSED_IN_LOSS, DSRIRStages, count_parameters
 from dynet_model.dsrir_keymap import load_official_dsrir, map_official_state_dict
 
 
@@ -123,3 +123,12 @@ def test_build_model_dispatch_and_safetensors_roundtrip(tmp_path):
     sd, skipped = load_official_checkpoint(official, "dsrir")
     assert skipped == [] and sd.keys() == net.state_dict().keys()
     assert all(v.dtype == torch.float32 for v in sd.values())
+
+
+def test_profile_command_knows_dsrir(capsys):
+    from dynet_model import profile
+
+    rows = profile.main(["--models", "dsrir", "--flops-only"])
+    assert rows[0]["params"] == rows[0]["params_official"] == OFFICIAL_NUM_PARAMS
+    assert abs(rows[0]["conv_gflops"] / 211.85 - 1) < 1e-3
+    assert "dsrir" in capsys.readouterr().out

@@ -16,7 +16,6 @@ from PIL import Image
 from training import make_lists, train_dsrir, vgg_weights
 from training.dsrir_data import PairPatchDataset, StepPlan, progressive_batches
 from training.dsrir_schedule import ProgressiveSchedule
-from training.make_lists import PairEntry
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -128,7 +127,7 @@ def test_resume_continues_and_finishes(tiny_data, random_vgg_home_TEST_ONLY, tmp
     assert train_dsrir.main(base + ["--resume"]) == 0
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
-    model, cfg, _ = load_model(out / "model_final.safetensors")
+    _model, cfg, _ = load_model(out / "model_final.safetensors")
     assert cfg.arch == "dsrir"
 
 

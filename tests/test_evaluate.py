@@ -66,6 +66,16 @@ def test_noise_seeding_stream_differs_from_per_sigma(tmp_path):
     assert per["noise_seeding"] == "per-sigma" and stream["noise_seeding"] == "stream"
 
 
+def test_urban100_reported_beside_table1(tmp_path, capsys):
+    sets = make_test_sets(tmp_path, n=2)
+    res = ev.main(["--model", "identity", "--bsd68", str(sets["bsd68"]), "--urban100", str(sets["bsd68"]),
+                   "--sigmas", "50"])
+    assert res["table1_average"]["columns"] == ["BSD68 σ50"] and not res["table1_average"]["complete"]
+    assert res["columns"]["Urban100 σ50"]["psnr"] == res["columns"]["BSD68 σ50"]["psnr"]  # same files, same seed
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "| Model | BSD68 σ50 | Average (1 of 5) | Urban100 σ50 |"
+
+
 def test_dsrir_protocol_changes_only_rain(tmp_path, capsys):
     sets = make_test_sets(tmp_path, n=2, size=(48, 64))  # multiples of 16: crop x8 == crop x16
     a = ev.main(_args(sets, "--model", "identity", "--sigmas", "15"))
@@ -122,17 +132,19 @@ def test_tiny_promptir_checkpoint_rejects_variant(tmp_path):
         ev.main(["--rain100l", str(sets["rain100l"]), "--checkpoint", str(ckpt), "--variant", "s"])
 
 
-def test_official_checkpoint_through_key_map(tmp_path, repo_root):
+@pytest.mark.parametrize("arch", ["dynet", "promptir"])
+def test_official_checkpoint_through_key_map(tmp_path, repo_root, arch):
     """A Lightning-style .ckpt with the official key names/shapes loads and evaluates."""
-    shapes = json.loads((repo_root / "dynet_model" / "data" / "dynet_state_dict_shapes.json").read_text())
+    shapes = json.loads((repo_root / "dynet_model" / "data" / f"{arch}_state_dict_shapes.json").read_text())
     g = torch.Generator().manual_seed(0)
     state = {f"net.{k}": torch.randn(*v, generator=g) * 0.02 for k, v in shapes["state_dict"].items()}
     path = tmp_path / "official.ckpt"
     torch.save({"state_dict": state, "epoch": 1}, path)
     sets = make_test_sets(tmp_path / "d", n=1, size=(32, 32))
-    res = ev.main(["--rain100l", str(sets["rain100l"]), "--official-checkpoint", str(path), "--arch", "dynet",
-                   "--variant", "s"])
-    assert res["reuse"] == [2, 3, 3, 4] and res["model"].startswith("official-dynet")
+    variant = ["--variant", "s"] if arch == "dynet" else []
+    res = ev.main(["--rain100l", str(sets["rain100l"]), "--official-checkpoint", str(path), "--arch", arch, *variant])
+    assert res["arch"] == arch and res["model"].startswith(f"official-{arch}")
+    assert res["reuse"] == ([2, 3, 3, 4] if arch == "dynet" else None)
     assert math.isfinite(res["columns"]["Rain100L"]["psnr"])
 
 

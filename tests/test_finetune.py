@@ -113,6 +113,12 @@ def test_tiny_finetune_lowers_loss_on_task_subset(tmp_path, train_sets):
     data = json.loads((out / "finetune_data.json").read_text())
     assert data["tasks"] == ["derain", "dehaze"] and data["sizes"]["denoise"] == 0
     assert (out / "finetune_config.yaml").exists() and (out / "checkpoints" / "step_0000012" / "COMPLETE").exists()
+    # evaluate reads a training checkpoint folder directly
+    from training import evaluate as ev
+    test_sets = make_test_sets(tmp_path / "test", n=1, size=(32, 32))
+    res = ev.main(["--checkpoint", str(out / "checkpoints" / "step_0000012"), "--rain100l", str(test_sets["rain100l"]),
+                   "--variant", "l"])
+    assert res["model"] == "step_0000012@4,6,6,8" and res["columns"]["Rain100L"]["n"] == 1
 
 
 def test_dynamic_variant_resume_is_exact(tmp_path, train_sets):

@@ -48,7 +48,8 @@ def corpus(tmp_path):
 
 
 def _rows(out):
-    return {r["path"]: r for sid in list_complete_shards(out) for r in pq.read_table(shard_paths(out, sid)[1]).to_pylist()}
+    tables = [pq.read_table(shard_paths(out, sid)[1]) for sid in list_complete_shards(out)]
+    return {r["path"]: r for t in tables for r in t.to_pylist()}
 
 
 def test_ingest_statuses_bytes_and_rerun(corpus, tmp_path):
@@ -108,13 +109,15 @@ def test_ingest_ids_continue_after_existing_shards(corpus, tmp_path):
     out.mkdir()
     allocate(out, "some-download-job", count=3, unit_size=10, fingerprint="x")  # e.g. download shards 0-2
     (out / "00005.tar").write_bytes(b"")  # a stray shard file on disk also reserves its id
-    first = ingest.main(["--folder", str(root / "a"), "--source", "flickr2k", "--out", str(out)])
-    assert first["shards"] == ["00006"]
+    first = ingest.main(["--folder", str(root / "a"), "--source", "flickr2k", "--out", str(out),
+                         "--shard-size", "1", "--workers", "2"])  # one Dask task per shard, 2 workers
+    assert first["shards"] == ["00006", "00007"] and first["shard_counts"] == {"written": 2}
     second = ingest.main(["--folder", str(root), "--source", "lsdir", "--out", str(out), "--no-recursive",
                           "--full-decode", "--shard-size", "2", "--extensions", "png", "jpg"])
-    assert second["shards"] == ["00007", "00008"] and second["files"] == 3  # 0001.png, empty.jpg, page.jpg
+    assert second["shards"] == ["00008", "00009"] and second["files"] == 3  # 0001.png, empty.jpg, page.jpg
     rows = _rows(out)
     assert rows["0001.png"]["source"] == "lsdir" and rows["empty.jpg"]["status"] == "empty"
+    assert rows["0003.jpg"]["status"] == "success" and rows["0003.jpg"]["source"] == "flickr2k"
     assert {r["source"] for r in rows.values()} == {"flickr2k", "lsdir"}
     keys = [r["key"] for r in rows.values()]
     assert len(keys) == len(set(keys))
@@ -122,12 +125,23 @@ def test_ingest_ids_continue_after_existing_shards(corpus, tmp_path):
 
 def test_ingest_full_decode_flags_truncated(corpus, tmp_path):
     root, _ = corpus
-    out = tmp_path / "raw"
+    out = root / "b" / "raw"  # output inside the ingested folder: never ingested itself
     ingest.main(["--folder", str(root / "b"), "--source", "ntire", "--out", str(out), "--full-decode"])
+    again = ingest.main(["--folder", str(root / "b"), "--source", "ntire", "--out", str(out), "--full-decode"])
+    assert again["files"] == 4 and again["shard_counts"] == {"skipped": 1}
     rows = _rows(out)
     assert rows["truncated.jpg"]["status"] == "failed_to_decode"
     assert "truncated" in rows["truncated.jpg"]["error_message"].lower()
     assert rows["deep/0004.png"]["status"] == "success"
+
+
+def test_ingest_dangling_symlink_is_a_status(corpus, tmp_path):
+    root, _ = corpus
+    (root / "a" / "0009.png").symlink_to(root / "a" / "gone.png")
+    ingest.main(["--folder", str(root / "a"), "--source", "x", "--out", str(tmp_path / "raw")])
+    rows = _rows(tmp_path / "raw")
+    assert rows["0009.png"]["status"] == "failed_to_read" and "FileNotFoundError" in rows["0009.png"]["error_message"]
+    assert rows["0002.png"]["status"] == "success" and len(rows) == 3
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads mode-000 files")

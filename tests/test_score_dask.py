@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -11,9 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from dask.distributed import Client, LocalCluster
-from test_score_support import Sample, encode, install_test_nima, natural_image, write_raw_shard
+from test_score_support import Sample, encode, natural_image, write_raw_shard
 
 from curation.score import build_settings, score_raw
+from curation.score import main as score_main
 from curation.score_shard import read_score_metadata
 from curation.weights import require
 
@@ -32,7 +34,6 @@ def _read_all(out_dir) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    install_test_nima(tmp_path_factory.mktemp("nima"))  # before the workers spawn: they inherit TORCH_HOME
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                            memory_limit="3GiB")
     with Client(cluster) as c:
@@ -40,24 +41,28 @@ def client(tmp_path_factory):
     cluster.close()
 
 
-def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path):
+def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path, capsys):
     expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=2)
-    metrics = ("niqe", "brisque", "nima")
-    settings = build_settings(metrics, require(metrics), min_side=96, nima_batch=2)
-    summary = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client)
-    assert summary.shards_written == 4 and not summary.shards_failed
+    # the CLI path, on the module's 2-worker cluster (NIMA with TEST-ONLY weights: test_score_inputs.py)
+    argv = [str(tmp_path / "raw"), "--out", str(tmp_path / "scores"), "--metrics", "niqe,brisque",
+            "--min-side", "96", "--scheduler", client.scheduler.address]
+    assert score_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Dask dashboard" in out and "scored 8 image(s) in 4 shard(s)" in out and "download_failed=4" in out
     table = _read_all(tmp_path / "scores")
     keys = table.column("key").to_pylist()
     assert len(keys) == expected_rows == len(set(keys))
     statuses = table.column("status").to_pylist()
     assert statuses.count("ok") == 8 and statuses.count("download_failed") == 4
-    assert all(v is not None for v in table.filter(pa.compute.equal(table["status"], "ok"))["nima"].to_pylist())
-    meta = read_score_metadata(tmp_path / "scores" / "00000.parquet")
-    assert meta["metrics"]["nima"]["test_only_weights"] is True  # never silently passed off as real
+    assert all(v is not None for v in table.filter(pa.compute.equal(table["status"], "ok"))["niqe"].to_pylist())
+    assert set(read_score_metadata(tmp_path / "scores" / "00000.parquet")["metrics"]) == {"niqe", "brisque"}
+    summary = json.loads((tmp_path / "scores" / "_summary.json").read_text())
+    assert summary["shards_written"] == 4 and summary["statuses"]["ok"] == 8
     # metrics were built once per worker process, not once per task
     builds = client.run(lambda: __import__("curation.metrics", fromlist=["BUILDS"]).BUILDS)
-    assert sum(builds.values()) <= 2 < summary.shards_written
-    again = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client)
+    assert sum(builds.values()) <= 2 < summary["shards_written"]
+    metrics = ("niqe", "brisque")
+    again = score_raw(tmp_path / "raw", tmp_path / "scores", build_settings(metrics, require(metrics)), client)
     assert again.shards_skipped == 4 and again.shards_written == 0
 
 
@@ -66,7 +71,7 @@ def _executing(dask_worker):
 
 
 def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
-    expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=3, size=(320, 320))  # ~1 s per shard
+    expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=3, size=(256, 256))  # ~0.5 s CPU per shard
     metrics = ("niqe", "brisque")
     settings = build_settings(metrics, require(metrics), min_side=96)
     killed: dict = {}
@@ -76,7 +81,7 @@ def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
         while time.time() < deadline and not killed:
             running = {a: keys for a, keys in client.run(_executing).items() if keys}
             if running:
-                addr = sorted(running)[0]
+                addr = min(running)
                 time.sleep(0.2)
                 if client.run(_executing, workers=[addr]).get(addr):
                     pid = client.run(os.getpid, workers=[addr])[addr]

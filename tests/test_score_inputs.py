@@ -1,7 +1,7 @@
 """curation.score_shard on one raw shard holding every kind of bad input: each ends as a recorded status.
 
-Runs the real pyiqa NIQE / BRISQUE (shipped official parameters) in-process; NIMA (TEST-ONLY
-weights) and the Dask path are covered by test_score_dask.py.
+Runs the real pyiqa NIQE / BRISQUE (shipped official parameters) and NIMA with TEST-ONLY random
+weights, in-process (the Dask path is covered by test_score_dask.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from test_score_support import Sample, encode, natural_image, write_raw_shard
+from test_score_support import (
+    Sample,
+    encode,
+    install_test_nima,
+    natural_image,
+    write_raw_shard,
+)
 
 from curation.score import build_settings
 from curation.score_shard import read_score_metadata, score_shard
@@ -66,10 +72,11 @@ def _samples() -> tuple[list[Sample], dict[str, str]]:
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("score_inputs")
+    install_test_nima(tmp)
     samples, expected = _samples()
     write_raw_shard(tmp / "raw", "00000", samples)
-    metrics = ("niqe", "brisque")
-    settings = build_settings(metrics, require(metrics), min_side=96, max_aspect=4.0)
+    metrics = ("niqe", "brisque", "nima")
+    settings = build_settings(metrics, require(metrics), min_side=96, max_aspect=4.0, nima_batch=4)
     res = score_shard(str(tmp / "raw"), str(tmp / "scores"), "00000", settings)
     return tmp, res, expected
 
@@ -83,8 +90,7 @@ def test_every_bad_input_is_a_recorded_status(scored):
     for key, row in rows.items():
         if row["status"] == "ok":
             assert row["error"] is None
-            assert all(np.isfinite(row[m]) for m in ("niqe", "brisque")), key
-            assert row["nima"] is None  # not requested: null, not a made-up value
+            assert all(np.isfinite(row[m]) for m in ("niqe", "brisque", "nima")), key
         else:
             assert row["error"] and len(row["error"]) > 5, key
             assert row["niqe"] is None and row["nima"] is None, key
@@ -100,13 +106,14 @@ def test_every_bad_input_is_a_recorded_status(scored):
     assert rows["good"]["sha256"] and rows["good"]["raw_shard"] == "00000" and rows["good"]["source"] == "test"
 
 
-def test_metadata_names_variants_and_versions(scored):
+def test_metadata_names_variants_versions_and_test_only_weights(scored):
     tmp, _, _ = scored
     meta = read_score_metadata(tmp / "scores" / "00000.parquet")
     from importlib.metadata import version
 
     assert meta["pyiqa_version"] == version("pyiqa")
-    assert set(meta["metrics"]) == {"niqe", "brisque"}
+    assert set(meta["metrics"]) == {"niqe", "brisque", "nima"}
+    assert meta["metrics"]["nima"]["test_only_weights"] is True  # never silently passed off as real
     assert meta["metrics"]["niqe"]["weight_origin"] == "package data"
     assert "LIVE" in meta["metrics"]["brisque"]["variant"]
     assert meta["statuses"]["ok"] == 6

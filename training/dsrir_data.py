@@ -24,10 +24,11 @@ any step.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ class StepPlan:
     def steps_in_epoch(self, epoch: int) -> int:
         return self.num_items // self.schedule.batch_size(epoch)
 
-    @property
+    @functools.cached_property
     def epoch_starts(self) -> list[int]:
         """Global step at which each epoch starts (index e - 1), plus the total at the end."""
         starts, total = [], 0

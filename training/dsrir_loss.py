@@ -19,8 +19,9 @@ Images go into VGG as they are ([0, 1], no ImageNet normalisation) - again as th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +116,7 @@ class DSRIRLoss(nn.Module):
         if self.vgg is not None:
             self.vgg.eval().requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "DSRIRLoss":  # VGG stays in eval mode
+    def train(self, mode: bool = True) -> DSRIRLoss:  # VGG stays in eval mode
         super().train(mode)
         if self.vgg is not None:
             self.vgg.eval()

@@ -16,7 +16,6 @@ from counting the pairs of ``--list`` (a ``training.make_lists`` CSV).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, field

@@ -34,9 +34,9 @@ log = logging.getLogger("training.evaluate")
 @dataclass
 class EvalConfig:
     """Evaluate a restoration model on SOTS / Rain100L / BSD68 (and Urban100) by the paper's protocol."""
-    checkpoint: str | None = field(default=None, metadata={"help": "our model checkpoint (.safetensors from save_model / training)"})
+    checkpoint: str | None = field(default=None, metadata={"help": "our model checkpoint (.safetensors from save_model / training, or a training checkpoints/step_N folder)"})
     official_checkpoint: str | None = field(default=None, metadata={"help": "official DyNet/PromptIR .ckpt / state dict (read with weights_only=True, mapped by dynet_model's key map); needs --arch"})
-    arch: str = field(default="dynet", metadata={"help": "architecture of --official-checkpoint: dynet | promptir"})
+    arch: str = field(default="dynet", metadata={"help": "architecture of --official-checkpoint: dynet | promptir | dsrir (where dynet_model has it)"})
     model: str = field(default="network", metadata={"help": "'network' (a checkpoint) or 'identity' (score the degraded inputs themselves: the floor)"})
     variant: str | None = field(default=None, metadata={"help": "DyNet reuse vector: s | l | 'f1,f2,f3,f4' (default: the checkpoint's own)"})
     bsd68: str | None = field(default=None, metadata={"help": "folder of clean BSD68 images (denoise; noise added per --sigmas)"})
@@ -48,8 +48,8 @@ class EvalConfig:
     noise_seed: int = field(default=0, metadata={"help": "seed of the denoise test noise (official: 0)"})
     noise_seeding: str = field(default="per-sigma", metadata={"help": "per-sigma: np.random.seed(noise_seed) afresh for every (set, sigma); stream: seeded once, sigmas drawn one after another (what the official test.py process does)"})
     max_images: int | None = field(default=None, metadata={"help": "score only the first N images of each set (sorted); for quick looks, recorded in the JSON"})
-    device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda"})
-    save_images: str | None = field(default=None, metadata={"help": "write restored PNGs to DIR/<column>/<name>.png"})
+    device: str = field(default="cpu", metadata={"help": "torch device: cpu | cuda | cuda:N | auto (cuda when available)"})
+    save_images: str | None = field(default=None, metadata={"help": "write restored PNGs to DIR/<model>/<column>/<name>.png"})
     json: str | None = field(default=None, metadata={"help": "write results (per image + means) as JSON here, and the markdown table beside it (.md)"})
     sweep_depths: list[str] | None = field(default=None, metadata={"help": "DyNet reuse vectors ('2,3,3,4' or s/l) to evaluate in turn: PSNR-vs-latency table + PNG plot"})
     sweep_plot: str | None = field(default=None, metadata={"help": "PNG path for the sweep plot (default: beside --json, else sweep_depths.png)"})
@@ -111,7 +111,7 @@ def score_column(restorer: Restorer, items, *, column: str, y_channel: bool, dev
         rows.append({"name": name, "psnr": p, "ssim": s})
         times.append(dt)
         if save_dir is not None:
-            dest = save_dir / column.replace(" ", "_") / f"{name}.png"
+            dest = save_dir / column.replace(" σ", "_sigma").replace(" ", "_") / f"{name}.png"
             dest.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.round(out * 255.0).astype(np.uint8)).save(dest)
     return {"psnr": mean_or_nan([r["psnr"] for r in rows]), "ssim": mean_or_nan([r["ssim"] for r in rows]),
@@ -150,11 +150,16 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(EvalConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     protocol = get_protocol(cfg.protocol)
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     sets = collect_test_sets(bsd68=cfg.bsd68, urban100=cfg.urban100, rain100l=cfg.rain100l,
                              sots=cfg.sots, max_images=cfg.max_images)
+    log.info("test sets: %s", ", ".join([f"{k} {len(v[1])} pairs" for k, v in sets.pairs.items()]
+                                        + [f"{k} {len(v)} images x sigmas {list(cfg.sigmas)}" for k, v in sets.denoise.items()]))
     restorer = load_restorer(model=cfg.model, checkpoint=cfg.checkpoint,
                              official_checkpoint=cfg.official_checkpoint, arch=cfg.arch,
                              variant=cfg.variant, device=cfg.device)
+    log.info("model %s (arch %s); protocol %s", restorer.name, restorer.arch, protocol.name)
     kwargs = {"protocol": protocol, "sigmas": list(cfg.sigmas), "noise_seed": cfg.noise_seed,
               "noise_seeding": cfg.noise_seeding, "device": cfg.device, "save_images": cfg.save_images}
     if cfg.sweep_depths:

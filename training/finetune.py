@@ -34,7 +34,7 @@ log = logging.getLogger("training.finetune")
 class FinetuneConfig:
     """Fine-tune DyNet / PromptIR on denoise / derain / dehaze (any subset), all-in-one or single-task."""
     out: str = field(metadata={"help": "run folder: checkpoints/, log.jsonl, tb/, model_final.safetensors"})
-    init: str | None = field(default=None, metadata={"help": "initial weights: our .safetensors (pre-training or any save_model file) or an official .ckpt (via the key map, see --arch); omitted = from scratch"})
+    init: str | None = field(default=None, metadata={"help": "initial weights: our .safetensors (pre-training model_final / any save_model file, or a checkpoints/step_N folder) or an official .ckpt (via the key map, see --arch); omitted = from scratch"})
     arch: str = field(default="dynet", metadata={"help": "dynet | promptir (for an official --init or a from-scratch run; ours carry their own config)"})
     tiny_model: bool = field(default=False, metadata={"help": "use ModelConfig.tiny(arch) when training from scratch (smoke tests only)"})
     tasks: list[str] = field(default_factory=lambda: ["denoise,derain,dehaze"], metadata={"help": "tasks to train, any subset of denoise derain dehaze (comma or space separated); sampled with equal probability"})
@@ -96,7 +96,7 @@ def make_step_fn(*, arch: str, variant: str, seed: int):
             else:
                 reuse = fixed
             out = model(batch["lq"], reuse=reuse)
-        loss = F.l1_loss(out.clamp(0.0, 1.0), batch["gt"].to(out.dtype))
+        loss = F.l1_loss(out.float().clamp(0.0, 1.0), batch["gt"].float())  # fp32 loss under bf16 autocast
         return StepResult(loss=loss, tag=tag, samples=int(batch["lq"].shape[0]))
     return step_fn
 
@@ -142,24 +142,25 @@ def build_finetune_model(cfg: FinetuneConfig):
     from dynet_model.checkpoint import read_metadata
     from dynet_model.config import ModelConfig
     from training.checkpointing import latest_checkpoint
-    from training.restorers import load_init_weights
+    from training.restorers import load_init_weights, resolve_model_file
 
     latest = latest_checkpoint(Path(cfg.out) / "checkpoints") if cfg.resume else None
     if latest is not None:  # weights come from the checkpoint; its config rebuilds the model
         import json
         mcfg = ModelConfig.from_dict(json.loads((latest / "state.json").read_text())["model_config"])
         return build_model(mcfg), mcfg
-    if cfg.init and cfg.init.endswith(".safetensors"):
-        mcfg, _ = read_metadata(cfg.init)
-    elif cfg.init:
+    init = resolve_model_file(cfg.init) if cfg.init else None
+    if init is not None and init.suffix == ".safetensors":
+        mcfg, _ = read_metadata(init)
+    elif init is not None:
         mcfg = ModelConfig(arch=cfg.arch)
     else:
         mcfg = ModelConfig.tiny(cfg.arch) if cfg.tiny_model else ModelConfig(arch=cfg.arch)
         log.warning("no --init: fine-tuning starts from random weights")
     model = build_model(mcfg)
-    if cfg.init:
-        skipped = load_init_weights(model, cfg.init, mcfg.arch)
-        log.info("initialised from %s%s", cfg.init, f" (skipped {len(skipped)} unused official keys)" if skipped else "")
+    if init is not None:
+        skipped = load_init_weights(model, init, mcfg.arch)
+        log.info("initialised from %s%s", init, f" (skipped {len(skipped)} unused official keys)" if skipped else "")
     return model, mcfg
 
 

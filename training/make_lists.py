@@ -29,9 +29,10 @@ import io
 import logging
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from dynet_model.cliconfig import atomic_write_text, parse_config
 

@@ -47,6 +47,16 @@ class Restorer:
         return out
 
 
+def resolve_model_file(path: str | Path) -> Path:
+    """A model file, or a training checkpoint folder (``.../step_NNNNNNN/``) -> its ``model.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"model checkpoint not found: {path}")
+    return path
+
+
 def identity_restorer() -> Restorer:
     return Restorer(name="identity", model=None, arch="identity")
 
@@ -79,10 +89,11 @@ def load_restorer(*, model: str, checkpoint: str | None, official_checkpoint: st
         raise ValueError("give exactly one of --checkpoint (ours, .safetensors) or --official-checkpoint")
     if checkpoint:
         from dynet_model.checkpoint import load_model
-        net, cfg, _meta = load_model(checkpoint, device="cpu")
-        name = Path(checkpoint).stem
+        path = resolve_model_file(checkpoint)
+        net, cfg, _meta = load_model(path, device="cpu")
+        name = path.parent.name if path.name == "model.safetensors" else path.stem
     else:
-        net, cfg = build_official(official_checkpoint, arch)
+        net, cfg = build_official(resolve_model_file(official_checkpoint), arch)
         name = f"official-{arch}:{Path(official_checkpoint).stem}"
     net = net.to(device).eval()
     arch_name = getattr(cfg, "arch", arch)
@@ -98,13 +109,11 @@ def load_restorer(*, model: str, checkpoint: str | None, official_checkpoint: st
 
 
 def load_init_weights(model: torch.nn.Module, path: str | Path, arch: str) -> list[str]:
-    """Copy weights from our ``.safetensors`` checkpoint or an official one into ``model``.
+    """Copy weights from our ``.safetensors`` (or a checkpoint folder) or an official one into ``model``.
 
     Returns the skipped official keys (empty for ours). Shapes must match exactly.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--init checkpoint not found: {path}")
+    path = resolve_model_file(path)
     if path.suffix == ".safetensors":
         from dynet_model.checkpoint import load_model
         src, cfg, _ = load_model(str(path), device="cpu")

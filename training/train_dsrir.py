@@ -20,6 +20,7 @@ cosine runs per step rather than per epoch. Outputs: ``OUT/checkpoints/step_*/``
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,8 @@ def _read_list(cfg: TrainDSRIRConfig):
 def run(cfg: TrainDSRIRConfig):
     if cfg.mode not in MODES:
         raise ValueError(f"--mode must be one of {MODES}, got {cfg.mode!r}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("training.train_dsrir runs in a single process; do not launch it with torchrun")
     from training.distributed import DistEnv, resolve_device
 
     env = DistEnv(device=resolve_device(cfg.device))

@@ -25,9 +25,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -120,7 +120,7 @@ def read_weights(path: Path, *, verify_hash: bool) -> dict[str, torch.Tensor]:
                 f"(training.vgg_weights) / --no-vgg-verify-hash (training.train_dsrir)")
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
+    except Exception as exc:
         raise VGGWeightsInvalid(f"{path}: cannot be read as a weights-only torch file ({exc})") from exc
     if not isinstance(sd, Mapping):
         raise VGGWeightsInvalid(f"{path}: expected a state dict, got {type(sd).__name__}")
