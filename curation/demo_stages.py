@@ -122,7 +122,8 @@ def stage_score(ctx: DemoContext, metrics: list[str]) -> dict:
     rc = score.main(argv)
     if rc != 0:
         raise RuntimeError(f"curation.score exited with {rc} (see its log above)")
-    rows = pq.read_table(ctx.p("scores")).to_pylist() if any(ctx.p("scores").glob("*.parquet")) else []
+    rows = [r for f in sorted(ctx.p("scores").glob("[0-9]*.parquet"))
+            for r in pq.read_table(f, columns=["status"]).to_pylist()]
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
