@@ -18,9 +18,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from dynet_model.cliconfig import atomic_write_json
 

@@ -16,9 +16,9 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 from dask.distributed import as_completed
@@ -150,7 +150,7 @@ def _options(cfg: DownloadConfig, slice_size: int) -> SliceOptions:
 def _collect(future, tally: _Tally, bar: tqdm) -> None:
     try:
         tally.add(future.result())
-    except Exception as exc:  # a slice that failed after its retries: reported, the others go on
+    except Exception as exc:  # noqa: BLE001 - a slice that failed after its retries is reported; others go on
         tally.slices["failed"] += 1
         tally.failures.append({"task": str(future.key), "error": f"{type(exc).__name__}: {exc}"[:2000]})
         _LOG.error("slice task %s failed: %s", future.key, exc)

@@ -23,14 +23,14 @@ import tarfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from dask.distributed import as_completed
+from PIL import Image
 from tqdm import tqdm
 
 from curation.allocation import allocate, job_key, jobs_dir
@@ -170,7 +170,7 @@ def _fingerprint(folder: Path, rel_paths: list[str]) -> str:
             size = (folder / rel).stat().st_size
         except OSError:
             size = -1
-        digest.update(f"{rel}\0{size}\n".encode("utf-8"))
+        digest.update(f"{rel}\0{size}\n".encode())
     return f"{len(rel_paths)}:{digest.hexdigest()[:16]}"
 
 

@@ -149,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = parse_metrics(cfg.metrics)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from exc
+    if not Path(cfg.raw).is_dir():
+        raise SystemExit(f"error: raw folder {cfg.raw} does not exist")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda requested but no CUDA device is available here")
     try:

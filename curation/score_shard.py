@@ -140,13 +140,26 @@ class _ShardScorer:
                 res.update(status="metric_error", error="non-finite score from " + ", ".join(bad))
 
 
+def _as_int(value) -> int | None:
+    """Raw tables may hold sizes as int, float or NaN (pandas-written); keep finite values as int."""
+    try:
+        return int(value) if value is not None and np.isfinite(float(value)) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_str(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and not np.isfinite(value)) else str(value)
+
+
 def _row(raw: dict, shard_id: str, scored: dict | None, extra_members: dict[str, list[str]]) -> dict:
     key = str(raw.get("key"))
-    row = {"key": key, "raw_shard": shard_id, "source": raw.get("source"), "url": raw.get("url"),
-           "sha256": raw.get("sha256"), "width": raw.get("width"), "height": raw.get("height"),
+    row = {"key": key, "raw_shard": shard_id, "source": _as_str(raw.get("source")), "url": _as_str(raw.get("url")),
+           "sha256": _as_str(raw.get("sha256")), "width": _as_int(raw.get("width")), "height": _as_int(raw.get("height")),
            **{m: None for m in METRIC_COLUMNS}, "status": "ok", "error": None}
     if raw.get("status") != "success":
-        row.update(status="download_failed", error=str(raw.get("error_message") or raw.get("status")))
+        # download or ingest failure: the raw status travels in the error text
+        row.update(status="download_failed", error=f"{raw.get('status')}: {_as_str(raw.get('error_message')) or 'no detail'}")
         return row
     if scored is None:
         others = extra_members.get(key)

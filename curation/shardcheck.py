@@ -45,7 +45,7 @@ def shard_complete(raw_dir: str | os.PathLike, shard_id: str) -> tuple[bool, str
         return False, f"unreadable tar {tar_path.name}: {exc}"
     try:
         status = pq.read_table(parquet_path, columns=["status"]).column("status")
-    except Exception as exc:  # pyarrow raises several types for a damaged file
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         return False, f"unreadable parquet {parquet_path.name}: {exc}"
     n_ok = int(pc.sum(pc.cast(pc.equal(status, "success"), "int64")).as_py() or 0)
     if n_tar != n_ok:

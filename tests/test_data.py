@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import fsspec
 import numpy as np
 import torch
 import webdataset as wds
@@ -18,7 +19,7 @@ DEG = DegradeConfig(degrade_block=16, mask_block=8)
 
 def _stream(urls, **kw) -> BatchStream:
     workers = kw.pop("num_workers", 0)
-    opts = dict(crop=32, batch_size=4, degrade=DEG, shuffle_buffer=8)
+    opts = {"crop": 32, "batch_size": 4, "degrade": DEG, "shuffle_buffer": 8}
     opts.update(kw)
     return BatchStream(build_pipeline(urls, **opts), num_workers=workers)
 
@@ -39,6 +40,12 @@ def test_brace_pattern_pipe_and_fsspec_urls(tmp_path):
     assert len(brace.urls) == 2 and brace.total_samples is None
     assert next(_stream([f"pipe:cat {u}" for u in brace.urls]))["gt"].shape[0] == 4
     assert next(_stream([f"file://{u}" for u in brace.urls]))["gt"].shape[0] == 4
+    memfs = fsspec.filesystem("memory")  # a non-local fsspec filesystem, folder + manifest.json
+    for name in ("patches-000000.tar", "patches-000001.tar", "manifest.json"):
+        memfs.pipe(f"/pretrain-test/{name}", (tmp_path / name).read_bytes())
+    remote = resolve_shards("memory://pretrain-test")
+    assert remote.urls[0].startswith("memory://") and remote.total_samples == 8
+    assert next(_stream(remote.urls))["lq"].shape == (4, 3, 32, 32)
 
 
 def test_same_seed_same_stream_and_restart_point_changes_it(tmp_path):

@@ -42,7 +42,7 @@ class _Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server API)
+            def do_GET(self):
                 with lock:
                     server.hits[self.path] += 1
                 if self.path not in server.routes:
@@ -170,7 +170,7 @@ def test_download_statuses_rerun_and_redo(site, tmp_path):
     assert rows["truncated.jpg"]["status"] == "failed_to_resize"  # OpenCV 4.14 refuses a truncated JPEG
 
     # Rerun (through --scheduler this time): every slice complete -> no request at all.
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         _rerun_and_redo(server, urls, out, rows, shards, cluster.scheduler_address)
 
 
@@ -202,7 +202,7 @@ def _rerun_and_redo(server, urls, out, rows, shards, scheduler):
 @pytest.mark.slow
 def test_failed_slice_is_reported_then_recovered(site, tmp_path):
     """A slice killed by --slice-timeout is a reported failure (no shard published); a rerun completes it."""
-    server, urls, _ = site
+    _, urls, _ = site
     out = tmp_path / "raw"
     args = ["--urls", str(urls), "--out", str(out), "--min-side", str(MIN_SIDE), "--slice-size", "20",
             "--workers", "1", "--timeout", "5"]

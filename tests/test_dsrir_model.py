@@ -132,3 +132,27 @@ def test_profile_command_knows_dsrir(capsys):
     assert rows[0]["params"] == rows[0]["params_official"] == OFFICIAL_NUM_PARAMS
     assert abs(rows[0]["conv_gflops"] / 211.85 - 1) < 1e-3
     assert "dsrir" in capsys.readouterr().out
+
+
+def test_restore_command_with_dsrir_checkpoints(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from dynet_model import restore
+    from dynet_model.checkpoint import save_model
+    from dynet_model.config import ModelConfig
+
+    torch.manual_seed(3)
+    net = DSRIR()
+    ours = save_model(tmp_path / "dsrir.safetensors", net, ModelConfig(arch="dsrir"))
+    official = tmp_path / "model_best.pth"
+    torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in net.state_dict().items()}}, official)
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (21, 30, 3), dtype=np.uint8)).save(src)
+    outs = []
+    for args in (["--checkpoint", str(ours)], ["--checkpoint", str(official), "--arch", "dsrir"]):
+        out = tmp_path / f"out{len(outs)}"
+        restore.main([str(src), "-o", str(out), *args])
+        outs.append(np.asarray(Image.open(out / "a.png")))
+    assert outs[0].shape == (21, 30, 3) and np.array_equal(outs[0], outs[1])

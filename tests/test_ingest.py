@@ -104,7 +104,7 @@ def test_ingest_statuses_bytes_and_rerun(corpus, tmp_path):
 
 
 def test_ingest_ids_continue_after_existing_shards(corpus, tmp_path):
-    root, files = corpus
+    root, _ = corpus
     out = tmp_path / "raw"
     out.mkdir()
     allocate(out, "some-download-job", count=3, unit_size=10, fingerprint="x")  # e.g. download shards 0-2

@@ -113,3 +113,15 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(60, cfg, 110) == pytest.approx(0.5)
     assert lr_at(110, cfg, 110) == pytest.approx(0.0)
     assert lr_at(5, OptimConfig(lr=2.0), 100) == 2.0
+
+
+def test_interrupt_writes_a_checkpoint_at_exit(tmp_path):
+    def interrupted(model, batch, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return _l1_step(model, batch, step)
+
+    _, res = _run(tmp_path, max_steps=20, step_fn=interrupted)
+    assert res.status == "interrupted" and res.final_step == 4
+    assert checkpointing.latest_checkpoint(tmp_path / "checkpoints").name == "step_0000004"
+    assert not (tmp_path / "model_final.safetensors").exists()

@@ -130,11 +130,23 @@ def test_existing_output_is_skipped_not_rescored(scored):
     assert out.stat().st_mtime_ns == before
 
 
-def test_unreadable_tar_fails_the_shard_without_output(tmp_path):
-    write_raw_shard(tmp_path / "raw", "00001", [Sample("a", encode(natural_image(seed=4)))])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_unreadable_tar_fails_the_shard_without_output(tmp_path, damage):
+    write_raw_shard(tmp_path / "raw", "00001", [Sample(f"a{i}", encode(natural_image(seed=i))) for i in range(3)])
     tar = tmp_path / "raw" / "00001.tar"
-    tar.write_bytes(b"this is not a tar archive" * 40)
+    data = tar.read_bytes()
+    tar.write_bytes(b"this is not a tar archive" * 40 if damage == "garbage" else data[: len(data) // 2])
     metrics = ("niqe",)
     res = score_shard(str(tmp_path / "raw"), str(tmp_path / "scores"), "00001", build_settings(metrics, require(metrics)))
     assert not res.written and res.error
     assert not (tmp_path / "scores" / "00001.parquet").exists()
+
+
+def test_raw_rows_with_float_or_nan_sizes_are_normalised():
+    from curation.score_shard import _row
+
+    raw = {"key": 7, "status": "failed_to_download", "error_message": "HTTP Error 404", "url": "http://u",
+           "width": 1024.0, "height": float("nan"), "sha256": float("nan"), "source": "laion-hr"}
+    row = _row(raw, "00003", None, {})
+    assert (row["key"], row["width"], row["height"], row["sha256"]) == ("7", 1024, None, None)
+    assert row["status"] == "download_failed" and "404" in row["error"]

@@ -7,6 +7,7 @@ and ``NNNNN_stats.json`` written last.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import io
 import json
@@ -96,6 +97,9 @@ def install_test_nima(work_dir: Path) -> Path:
         path = work_dir / TEST_NIMA_NAME
         torch.save({"params": {k: v.half() if v.is_floating_point() else v
                                 for k, v in build_nima_network().state_dict().items()}}, path)  # fp16: half the disk time
-        _NIMA_DONE[cache_key] = install(path, "nima")
+        _NIMA_DONE[cache_key] = installed = install(path, "nima")
         path.unlink()
+        # ~110 MB in the session's temp TORCH_HOME (which conftest never deletes): remove it at exit
+        atexit.register(installed.unlink, missing_ok=True)
+        atexit.register(installed.with_name(installed.name + ".provenance.json").unlink, missing_ok=True)
     return _NIMA_DONE[cache_key]

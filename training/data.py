@@ -17,8 +17,8 @@ import functools
 import json
 import logging
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 from urllib.parse import urlparse
 
 import cv2
@@ -57,8 +57,11 @@ def _is_dir_like(spec: str) -> bool:
         return True
     if spec.startswith("pipe:") or "{" in spec or spec.endswith(".tar"):
         return False
-    fs, path = fsspec.core.url_to_fs(spec)
-    return fs.isdir(path)
+    try:
+        fs, path = fsspec.core.url_to_fs(spec)
+        return bool(fs.isdir(path))
+    except Exception:  # noqa: BLE001 - an unknown scheme / unreachable host is "not a folder"
+        return False
 
 
 def resolve_shards(specs: str | Iterable[str]) -> ShardSet:
@@ -249,7 +252,7 @@ def build_pipeline(urls: list[str], *, crop: int, batch_size: int, degrade: Degr
                    shuffle_buffer: int = 1000, augment: bool = True) -> wds.DataPipeline:
     degrade.validate(crop)
     shard_errors, sample_errors = CountingHandler("shard"), CountingHandler("sample")
-    keyed = dict(seed=seed, rank=rank, stream_start=stream_start)
+    keyed = {"seed": seed, "rank": rank, "stream_start": stream_start}
     return wds.DataPipeline(
         # shard URLs for this rank + worker (disjoint split), resampled forever with a seeded RNG
         ShardSource(urls, world_size=world_size, resampled=resampled, **keyed),
@@ -279,7 +282,7 @@ class BatchStream:
         self._it = iter(self.loader)
         self.skipped = 0
 
-    def __iter__(self) -> "BatchStream":
+    def __iter__(self) -> BatchStream:
         return self
 
     def __next__(self) -> dict:
@@ -324,5 +327,5 @@ def load_val_set(specs: str | Iterable[str], *, count: int, crop: int, degrade: 
             break
     if not gt:
         raise ValueError(f"no usable validation samples in {specs}")
-    to_t = lambda arr: torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).float().div(255.0)  # noqa: E731
+    to_t = lambda arr: torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).float().div(255.0)
     return {"lq": to_t(lq), "gt": to_t(gt)}

@@ -69,11 +69,11 @@ def region_masks(height: int, width: int, rng: np.random.Generator, cfg: Degrade
     """(degraded, masked) boolean H×W maps on the block grids described in the module docstring."""
     gh, gw = height // cfg.degrade_block, width // cfg.degrade_block
     coarse = np.zeros(gh * gw, dtype=bool)
-    coarse[rng.permutation(gh * gw)[: int(round(cfg.degrade_ratio * gh * gw))]] = True
+    coarse[rng.permutation(gh * gw)[: round(cfg.degrade_ratio * gh * gw)]] = True
     f = cfg.degrade_block // cfg.mask_block
     fine_degraded = np.kron(coarse.reshape(gh, gw), np.ones((f, f), dtype=bool)).ravel()
     free = np.flatnonzero(~fine_degraded)
-    n_mask = min(len(free), int(round(cfg.mask_ratio * fine_degraded.size)))
+    n_mask = min(len(free), round(cfg.mask_ratio * fine_degraded.size))
     fine_masked = np.zeros(fine_degraded.size, dtype=bool)
     fine_masked[rng.choice(free, size=n_mask, replace=False)] = True
     up = np.ones((cfg.mask_block, cfg.mask_block), dtype=bool)

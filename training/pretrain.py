@@ -9,10 +9,11 @@ See docs/training-pretrain.md.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,11 +133,16 @@ def run(cfg: PretrainConfig, env: DistEnv):
                  validate=_validator(cfg, variants) if env.is_main else None, extra_metrics=data.metrics)
 
 
+def _sigterm_to_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_config(PretrainConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # preemption → checkpoint, like Ctrl-C
     env = init_distributed(cfg.device)
     try:
         result = run(cfg, env)
@@ -145,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     finally:
         cleanup(env)
+        signal.signal(signal.SIGTERM, previous)
     if env.is_main:
         log.info("%s at step %d (%d non-finite steps skipped); last checkpoint %s", result.status,
                  result.final_step, result.nonfinite_skipped, result.last_checkpoint)

@@ -1,0 +1,190 @@
+"""Pre-training speed: loader vs model throughput, data-wait fraction, dynamic vs S + L steps.
+
+    python benchmarks/train_speed.py --out benchmarks/results/train_speed_cpu.json
+
+Sections (``--sections``):
+- ``loader``: samples/s of the real WebDataset pipeline (decode 512² PNG, crop, flips, corruption) in
+  ONE process (= per worker, no model), and with ``--workers`` DataLoader workers;
+- ``model``: samples/s of one training step (forward + backward + Adam) for DyNet-S and DyNet-L;
+- ``datawait``: the data-wait fraction of a short real ``training.pretrain`` run;
+- ``dynamic``: wall time of N dynamic steps (S or L drawn per step) vs N S steps + N L steps on a
+  fixed batch — the paper's "one run at ~50 % of the cost of two" claim.
+On a CPU the model sections are scaled down (``--model-batch``, ``--dynamic-steps``, ``--tiny-dynamic``);
+the JSON records exactly what ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from dynet_model.build import build_model
+from dynet_model.cliconfig import atomic_write_json, parse_config
+from dynet_model.config import DYNET_L, DYNET_S, ModelConfig
+from training.data import BatchStream, build_pipeline, resolve_shards
+from training.degrade import DegradeConfig
+from training.pretrain import DynamicDepthStep
+from training.synthetic import write_synthetic_shards
+
+
+@dataclass
+class BenchConfig:
+    """Pre-training throughput benchmark (JSON output)."""
+
+    out: str = field(default="benchmarks/results/train_speed.json", metadata={"help": "JSON result file"})
+    sections: list[str] = field(default_factory=lambda: ["loader", "model", "datawait", "dynamic"],
+                                metadata={"help": "loader model datawait dynamic"})
+    shards: str | None = field(default=None, metadata={"help": "real shards to read (default: synthetic 512² shards)"})
+    crop: int = field(default=128, metadata={"help": "crop size"})
+    batch_size: int = field(default=32, metadata={"help": "loader batch size"})
+    loader_batches: int = field(default=10, metadata={"help": "batches timed per loader measurement"})
+    workers: int = field(default=2, metadata={"help": "DataLoader workers for the multi-worker loader figure"})
+    model_batch: int = field(default=32, metadata={"help": "batch of the model-throughput section"})
+    model_steps: int = field(default=3, metadata={"help": "timed steps per variant (model section)"})
+    warmup: int = field(default=1, metadata={"help": "untimed warm-up steps"})
+    dynamic_steps: int = field(default=100, metadata={"help": "N of the dynamic vs S+L comparison"})
+    tiny_dynamic: bool = field(default=False, metadata={"help": "use ModelConfig.tiny() for the dynamic section"})
+    dynamic_crop: int = field(default=128, metadata={"help": "crop of the dynamic section"})
+    dynamic_batch: int = field(default=32, metadata={"help": "batch of the dynamic section"})
+    datawait_steps: int = field(default=20, metadata={"help": "steps of the short real run (tiny model)"})
+    threads: int = field(default=0, metadata={"help": "torch threads (0 = default)"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _shards(cfg: BenchConfig, scratch: Path) -> list[str]:
+    if cfg.shards:
+        return resolve_shards(cfg.shards).urls
+    root = write_synthetic_shards(scratch / "shards", shards=4, per_shard=24, size=512)
+    return resolve_shards(str(root)).urls
+
+
+def bench_loader(cfg: BenchConfig, urls: list[str]) -> dict:
+    out = {}
+    for workers in (0, cfg.workers):
+        pipe = build_pipeline(urls, crop=cfg.crop, batch_size=cfg.batch_size, degrade=DegradeConfig(),
+                              shuffle_buffer=64)
+        stream = BatchStream(pipe, num_workers=workers)
+        next(stream)  # warm-up: worker start, shuffle buffer fill
+        t0 = time.perf_counter()
+        for _ in range(cfg.loader_batches):
+            next(stream)
+        rate = cfg.loader_batches * cfg.batch_size / (time.perf_counter() - t0)
+        stream.close()
+        key = "per_worker_samples_per_s" if workers == 0 else f"workers_{workers}_samples_per_s"
+        out[key] = round(rate, 2)
+    return out
+
+
+def _step_time(model, opt, x, y, reuse, device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+        loss = (model(x, reuse=reuse).float() - y).abs().mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def bench_model(cfg: BenchConfig, device: str) -> dict:
+    model = build_model(ModelConfig.dynet()).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(cfg.model_batch, 3, cfg.crop, cfg.crop, device=device)
+    out = {"batch": cfg.model_batch, "crop": cfg.crop, "timed_steps": cfg.model_steps}
+    for name, reuse in (("S", DYNET_S), ("L", DYNET_L)):
+        for _ in range(cfg.warmup):
+            _step_time(model, opt, x, x, reuse, device)
+        times = [_step_time(model, opt, x, x, reuse, device) for _ in range(cfg.model_steps)]
+        out[f"{name}_step_s"] = round(statistics.median(times), 3)
+        out[f"{name}_samples_per_s"] = round(cfg.model_batch / statistics.median(times), 3)
+    return out
+
+
+def bench_dynamic(cfg: BenchConfig, device: str) -> dict:
+    mcfg = ModelConfig.tiny("dynet") if cfg.tiny_dynamic else ModelConfig.dynet()
+    model = build_model(mcfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(cfg.dynamic_batch, 3, cfg.dynamic_crop, cfg.dynamic_crop, device=device)
+    picker = DynamicDepthStep([DYNET_S, DYNET_L], seed=0)
+    for _ in range(cfg.warmup):
+        _step_time(model, opt, x, x, DYNET_L, device)
+    n = cfg.dynamic_steps
+    picks = [picker.variants[picker.pick(s)] for s in range(n)]
+    dyn = sum(_step_time(model, opt, x, x, r, device) for r in picks)
+    s_only = sum(_step_time(model, opt, x, x, DYNET_S, device) for _ in range(n))
+    l_only = sum(_step_time(model, opt, x, x, DYNET_L, device) for _ in range(n))
+    return {"model": "tiny" if cfg.tiny_dynamic else "dynet (paper size)", "steps": n,
+            "batch": cfg.dynamic_batch, "crop": cfg.dynamic_crop, "dynamic_s": round(dyn, 2),
+            "dynamic_L_fraction": round(sum(r == DYNET_L for r in picks) / n, 3),
+            "S_s": round(s_only, 2), "L_s": round(l_only, 2),
+            "dynamic_over_S_plus_L": round(dyn / (s_only + l_only), 3)}
+
+
+def bench_datawait(cfg: BenchConfig, scratch: Path) -> dict:
+    from training.pretrain import main as pretrain_main
+
+    out = scratch / "run"
+    crop = min(cfg.crop, 64)
+    pretrain_main(["--shards", str(scratch / "shards") if not cfg.shards else cfg.shards, "--out", str(out),
+                   "--tiny", "--crop", str(crop), "--batch-size", "8", "--degrade-block", "32",
+                   "--mask-block", "16", "--workers", "1", "--max-steps", str(cfg.datawait_steps),
+                   "--log-every", "5", "--ckpt-every", str(cfg.datawait_steps), "--no-progress",
+                   "--no-tensorboard", "--shuffle-buffer", "32", "--threads", str(cfg.threads)])
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "loss" in line]
+    rows = rows[1:] or rows  # first window includes worker start-up
+    return {"model": "tiny", "crop": crop, "batch": 8, "workers": 1, "steps": cfg.datawait_steps,
+            "data_wait_frac": round(statistics.mean(r["data_wait_frac"] for r in rows), 4),
+            "samples_per_s": round(statistics.mean(r["samples_per_s"] for r in rows), 2)}
+
+
+def main(argv=None) -> None:
+    cfg = parse_config(BenchConfig, argv)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "torch_threads": torch.get_num_threads(), "device": device,
+                          "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+                          "loadavg_start": os.getloadavg()},
+              "config": vars(cfg)}
+    with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
+        scratch = Path(tmp)
+        urls = _shards(cfg, scratch)
+        for section in cfg.sections:
+            t0 = time.perf_counter()
+            if section == "loader":
+                result["loader"] = bench_loader(cfg, urls)
+            elif section == "model":
+                result["model"] = bench_model(cfg, device)
+            elif section == "datawait":
+                result["datawait"] = bench_datawait(cfg, scratch)
+            elif section == "dynamic":
+                result["dynamic"] = bench_dynamic(cfg, device)
+            else:
+                raise SystemExit(f"unknown section {section!r}")
+            result.setdefault("section_wall_s", {})[section] = round(time.perf_counter() - t0, 1)
+            print(section, json.dumps(result.get(section)), flush=True)
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    atomic_write_json(cfg.out, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
