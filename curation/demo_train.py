@@ -104,7 +104,7 @@ def stage_restore(ctx: DemoContext) -> dict:
     if importlib.util.find_spec("dynet_model.restore") is not None:
         from dynet_model import restore
 
-        argv = _cmd("dynet_model.restore", [str(src), "-o", str(out), "--checkpoint", str(ckpt),
+        argv = _cmd("dynet_model.restore", [str(src), "--output", str(out), "--checkpoint", str(ckpt),
                                             "--variant", ctx.variant, "--device", "cpu"])
         restore.main(argv)
         via = "dynet_model.restore"

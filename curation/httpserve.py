@@ -21,7 +21,7 @@ def _handler_for(folder: Path) -> type[BaseHTTPRequestHandler]:
     root = folder.resolve()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        def do_GET(self) -> None:
             name = self.path.split("?", 1)[0].lstrip("/")
             path = (root / name).resolve()
             if "/" in name or not name or path.parent != root or not path.is_file():

@@ -22,12 +22,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dynet_model.cliconfig import atomic_write_json, parse_config
-
 from curation import demo_data
-from curation.demo_stages import (DemoContext, stage_download, stage_filter, stage_ingest, stage_sample, stage_score,
-                                  stage_shard, stage_weights)
-from curation.demo_train import stage_evaluate, stage_pretrain, stage_report, stage_restore
+from curation.demo_stages import (
+    DemoContext,
+    stage_download,
+    stage_filter,
+    stage_ingest,
+    stage_sample,
+    stage_score,
+    stage_shard,
+    stage_weights,
+)
+from curation.demo_train import (
+    stage_evaluate,
+    stage_pretrain,
+    stage_report,
+    stage_restore,
+)
+from dynet_model.cliconfig import atomic_write_json, parse_config
 
 _LOG = logging.getLogger("curation.pipeline")
 STAGES = ("sample", "download", "ingest", "weights", "score", "filter", "shard", "pretrain", "evaluate", "restore",

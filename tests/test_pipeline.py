@@ -14,6 +14,7 @@ from PIL import Image
 
 from curation import pipeline
 
+
 def _rows(folder: Path) -> list[dict]:
     return [r for f in sorted(folder.glob("[0-9]*.parquet")) for r in pq.read_table(f).to_pylist()]
 
@@ -108,7 +109,7 @@ def test_evaluation_json_has_expected_columns(demo):
 
 
 def test_restored_image_matches_input_size(demo):
-    out, summary = demo
+    _, summary = demo
     rec = next(s for s in summary["stages"] if s["stage"] == "restore")
     src, dst = Path(rec["artefacts"]["restore input"]), Path(rec["artefacts"]["restored image"])
     with Image.open(src) as a, Image.open(dst) as b:
