@@ -130,11 +130,14 @@ def bench_dynamic(cfg: BenchConfig, device: str) -> dict:
     dyn = sum(_step_time(model, opt, x, x, r, device) for r in picks)
     s_only = sum(_step_time(model, opt, x, x, DYNET_S, device) for _ in range(n))
     l_only = sum(_step_time(model, opt, x, x, DYNET_L, device) for _ in range(n))
+    frac_l = sum(r == DYNET_L for r in picks) / n
     return {"model": "tiny" if cfg.tiny_dynamic else "dynet (paper size)", "steps": n,
             "batch": cfg.dynamic_batch, "crop": cfg.dynamic_crop, "dynamic_s": round(dyn, 2),
-            "dynamic_L_fraction": round(sum(r == DYNET_L for r in picks) / n, 3),
+            "dynamic_L_fraction": round(frac_l, 3),
             "S_s": round(s_only, 2), "L_s": round(l_only, 2),
-            "dynamic_over_S_plus_L": round(dyn / (s_only + l_only), 3)}
+            "dynamic_over_S_plus_L": round(dyn / (s_only + l_only), 3),
+            # what the drawn S/L mix predicts from the S-only and L-only times (0.5 for a 50/50 draw of equal cost)
+            "expected_from_mix": round((frac_l * l_only + (1 - frac_l) * s_only) / (s_only + l_only), 3)}
 
 
 def bench_datawait(cfg: BenchConfig, scratch: Path) -> dict:

@@ -51,9 +51,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
                ) -> tuple[torch.nn.Module, ModelConfig, dict]:
     """Rebuild the network from a :func:`save_model` file: ``(model in eval mode, cfg, metadata)``."""
     cfg, metadata = read_metadata(path)
-    model = build_model(cfg)
-    model.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+    model = _filled_model(cfg, load_file(str(path), device="cpu"))
     return model.to(device).eval(), cfg, metadata
+
+
+def _filled_model(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Build on the meta device (no wasted random init) and adopt ``state``'s tensors (strict)."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
 
 
 def _extract_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -90,6 +97,4 @@ def load_official_checkpoint(path: str | os.PathLike, arch: str = "dynet"
 def model_from_official(path: str | os.PathLike, cfg: ModelConfig) -> torch.nn.Module:
     """Build ``cfg``'s network and fill it from an official checkpoint (strict)."""
     state, _ = load_official_checkpoint(path, cfg.arch)
-    model = build_model(cfg)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return _filled_model(cfg, state).eval()

@@ -71,7 +71,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -79,19 +79,19 @@ class ModelConfig:
         return cls(**data)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def tiny(cls, arch: str = "dynet") -> "ModelConfig":
+    def tiny(cls, arch: str = "dynet") -> ModelConfig:
         """A test-size config of the same structure (a few thousand parameters, fast on CPU)."""
         return cls(arch=arch, dim=8, heads=(1, 1, 2, 2), num_refinement_blocks=1, reuse=(1, 2, 2, 2),
                    prompt_dims=(4, 8, 16), prompt_sizes=(8, 4, 2), prompt_heads=2)
 
     @classmethod
-    def dynet(cls) -> "ModelConfig":
+    def dynet(cls) -> ModelConfig:
         return cls(arch="dynet", reuse=DYNET_L)
 
     @classmethod
-    def promptir(cls) -> "ModelConfig":
+    def promptir(cls) -> ModelConfig:
         return cls(arch="promptir", reuse=DYNET_L)

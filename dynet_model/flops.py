@@ -7,8 +7,8 @@ attention q.k^T and attn.v, and the prompt generators' linear layers).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

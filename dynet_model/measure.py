@@ -7,6 +7,8 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
+from typing import Self
+
 import torch
 from torch import nn
 
@@ -46,7 +48,7 @@ class PeakRSS:
             self.peak = max(self.peak, self._proc.memory_info().rss)
             time.sleep(self._interval)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> Self:
         self.baseline = self.peak = self._proc.memory_info().rss
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()

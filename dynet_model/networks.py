@@ -15,7 +15,7 @@ network predicts a residual added to the input.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -97,7 +97,7 @@ def encode(rgb: np.ndarray, path: Path, jpeg_quality: int) -> bytes:
 
 
 def restore_array(model: torch.nn.Module, rgb: np.ndarray, tile: int, overlap: int, device: str) -> np.ndarray:
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255.0).to(device)
+    x = torch.from_numpy(np.ascontiguousarray(rgb).copy()).permute(2, 0, 1)[None].float().div(255.0).to(device)
     y = restore_tiled(model, x, tile=tile, overlap=overlap)
     return (y[0].clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy())
 

@@ -8,7 +8,7 @@ hard seams; an image no larger than one tile is processed in a single forward (i
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ def _forward(model: nn.Module, x: torch.Tensor, reuse: Sequence[int] | None) -> 
 def restore_tiled(model: nn.Module, image: torch.Tensor, tile: int = 0, overlap: int = 32,
                   reuse: Sequence[int] | None = None) -> torch.Tensor:
     """Restore a ``B x C x H x W`` image; ``tile=0`` (or an image within one tile) = a single forward."""
-    b, c, h, w = image.shape
+    h, w = image.shape[-2:]
     if tile <= 0 or (h <= tile and w <= tile):
         return _forward(model, image, reuse)
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)

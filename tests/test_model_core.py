@@ -135,3 +135,7 @@ def test_safetensors_round_trip_identical_outputs(tmp_path, arch):
     x = torch.rand(1, 3, 20, 28)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
+    # the loaded network is trainable (e.g. resuming / fine-tuning)
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in loaded.parameters())
+    loaded.train()(x).mean().backward()
+    assert all(p.grad is not None for p in loaded.parameters())

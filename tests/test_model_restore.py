@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import cv2
@@ -37,7 +38,7 @@ def test_tile_starts_cover_everything():
     for length, tile, overlap in [(90, 32, 8), (97, 33, 5), (64, 32, 0), (512, 128, 32)]:
         starts = tile_starts(length, tile, overlap)
         assert starts[0] == 0 and starts[-1] + tile == length
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+        assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
 
 
 def test_tiled_equals_untiled_when_image_fits_in_a_tile(tiny_dynet):
@@ -46,13 +47,13 @@ def test_tiled_equals_untiled_when_image_fits_in_a_tile(tiny_dynet):
         assert torch.equal(restore_tiled(tiny_dynet, x, tile=64, overlap=16), tiny_dynet(x))
 
 
-@pytest.mark.parametrize("hw", [(70, 90), (33, 101)])
+@pytest.mark.parametrize("hw", [(40, 70), (33, 45)])
 def test_blend_weights_normalise_exactly(hw):
     """With an identity network (zeroed output conv) the blended tiles reproduce the input exactly."""
     model = build_model(ModelConfig.tiny("dynet")).eval()
     torch.nn.init.zeros_(model.head.weight)
     x = torch.rand(1, 3, *hw)
-    torch.testing.assert_close(restore_tiled(model, x, tile=32, overlap=8), x, rtol=0, atol=1e-6)
+    torch.testing.assert_close(restore_tiled(model, x, tile=24, overlap=6), x, rtol=0, atol=1e-6)
 
 
 def seam_excess(out, ref, axis):
@@ -64,15 +65,15 @@ def seam_excess(out, ref, axis):
 
 
 def test_no_seams_across_tiles(tiny_dynet):
-    x = smooth_image(70, 90)
+    x = smooth_image(40, 80)
     with torch.no_grad():
         full = tiny_dynet(x)
         blended = restore_tiled(tiny_dynet, x, tile=32, overlap=8)
         hard = restore_tiled(tiny_dynet, x, tile=32, overlap=0)  # abutting tiles, no blending
     assert (blended - full).abs().mean() < 0.03  # global ops (attention, prompts) see only one tile
     for axis in (-1, -2):
-        assert seam_excess(blended, full, axis) < 0.012  # measured ~0.006
-    assert seam_excess(hard, full, -1) > 0.012  # the check does detect a hard seam (measured ~0.036)
+        assert seam_excess(blended, full, axis) < 0.012  # measured ~0.005
+    assert seam_excess(hard, full, -1) > 0.012  # the check does detect a hard seam (measured ~0.047)
 
 
 def _write_inputs(folder):
