@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -77,48 +76,20 @@ def stage_evaluate(ctx: DemoContext) -> dict:
             "info": _jsonable({"column": column, **table})}
 
 
-def _restore_fallback(ckpt: Path, src: Path, dst: Path, variant: str) -> None:
-    """In-process restore, used only while dynet_model.restore is not available."""
-    import torch
-    from PIL import Image
-
-    from dynet_model.checkpoint import load_model
-    from dynet_model.variants import parse_reuse
-
-    model, cfg, _ = load_model(ckpt)
-    model.eval()
-    x = torch.from_numpy(np.asarray(Image.open(src).convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)[None]
-    with torch.no_grad():
-        y = model(x, reuse=parse_reuse(variant)) if cfg.arch == "dynet" else model(x)
-    arr = np.clip(np.round(y[0].permute(1, 2, 0).numpy() * 255.0), 0, 255).astype(np.uint8)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.stem + ".tmp.png")
-    Image.fromarray(arr).save(tmp)
-    tmp.replace(dst)
-
-
 def stage_restore(ctx: DemoContext) -> dict:
     ckpt = ctx.p("train", "model_final.safetensors")
     src = next(iter(sorted(ctx.p("sample", "restore_input").glob("*.png"))))
     out = ctx.p("restore")
-    if importlib.util.find_spec("dynet_model.restore") is not None:
-        from dynet_model import restore
+    from dynet_model import restore
 
-        argv = _cmd("dynet_model.restore", [str(src), "--output", str(out), "--checkpoint", str(ckpt),
-                                            "--variant", ctx.variant, "--device", "cpu"])
-        restore.main(argv)
-        via = "dynet_model.restore"
-    else:
-        argv = ["(in-process fallback)", str(src), str(out)]
-        print("dynet_model.restore is not available in this checkout: restoring in-process with "
-              "dynet_model.checkpoint.load_model instead")
-        _restore_fallback(ckpt, src, out / src.name, ctx.variant)
-        via = "in-process fallback (dynet_model.restore missing)"
+    argv = _cmd("dynet_model.restore", [str(src), "--output", str(out), "--checkpoint", str(ckpt),
+                                        "--variant", ctx.variant, "--device", "cpu"])
+    restore.main(argv)
     produced = sorted(p for p in out.rglob("*") if p.is_file())
     if not produced:
         raise RuntimeError(f"restore wrote nothing under {out}")
     return {"argv": argv, "artefacts": {"restore input": src, "restored image": produced[0]},
-            "info": {"via": via, "outputs": [str(p) for p in produced]}}
+            "info": {"outputs": [str(p) for p in produced]}}
 
 
 def stage_report(ctx: DemoContext) -> dict:
