@@ -104,7 +104,11 @@ def stage_weights(ctx: DemoContext) -> dict:
 
     argv = _cmd("curation.weights", ["check", "--metrics", "niqe,brisque,nima"])
     rc = weights.main(argv)
-    present = [s.metric for s in weights.check(["niqe", "brisque", "nima"]) if s.present]
+    statuses = weights.check(["niqe", "brisque", "nima"])
+    present = [s.metric for s in statuses if s.present and not s.test_only]
+    for s in statuses:
+        if s.present and s.test_only:
+            print(f"-> {s.metric}: the installed weights are TEST-ONLY ({s.path}); not used by the demo")
     missing = [m for m in ("niqe", "brisque", "nima") if m not in present]
     if missing:
         print(f"-> metric weights missing for {', '.join(missing)}: the demo scores with the smaller metric set "
