@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -91,10 +92,16 @@ def test_resume_is_bit_exact(tmp_path, shards):
     assert all(torch.equal(oa[k], ob[k]) for k in oa if k.startswith("optim."))
 
 
-@pytest.mark.slow
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_torchrun_two_cpu_processes_gloo(tmp_path, shards, repo_root):
+    """Real DDP: torchrun, 2 CPU processes on gloo, each rank its own shard split (~13-40 s here)."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
            "-m", "training.pretrain", "--shards", str(shards), "--out", str(out), "--max-steps", "6",
            "--ckpt-every", "3", "--log-every", "3", "--workers", "1", "--device", "cpu", *COMMON]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -105,3 +112,15 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path, shards, repo_root):
     state = json.loads((out / "checkpoints" / "step_0000006" / "state.json").read_text())
     assert state["extra"]["world_size"] == 2
     load_model(out / "model_final.safetensors")
+
+
+def test_saved_config_reloads_and_every_flag_has_help(tmp_path):
+    import dataclasses
+
+    from dynet_model.cliconfig import parse_config, save_config
+    from training.params import PretrainConfig
+
+    cfg = parse_config(PretrainConfig, ["--shards", "s", "--out", "o", "--jpeg-quality", "20", "30", "--tiny"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert parse_config(PretrainConfig, ["--config", str(tmp_path / "config.yaml")]) == cfg
+    assert all(f.metadata.get("help") for f in dataclasses.fields(PretrainConfig))
