@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json as _json
 import logging
+import os
 import platform
 from dataclasses import dataclass, field
 
@@ -74,9 +75,10 @@ def format_table(rows: list[dict]) -> str:
     head = ["model", "params", "official params", "conv GFLOPs", "total GFLOPs", "median ms", "img/s", "peak MB"]
     lines = [head]
     for r in rows:
+        timed = "median_ms" in r
         lines.append([r["model"], f"{r['params']:,}", f"{r['params_official']:,}", f"{r['conv_gflops']:.2f}",
-                      f"{r['total_gflops']:.2f}", f"{r.get('median_ms', float('nan')):.1f}",
-                      f"{r.get('images_per_s', float('nan')):.3f}", f"{r.get('peak_mem_mb', float('nan')):.0f}"])
+                      f"{r['total_gflops']:.2f}", f"{r['median_ms']:.1f}" if timed else "-",
+                      f"{r['images_per_s']:.3f}" if timed else "-", f"{r['peak_mem_mb']:.0f}" if timed else "-"])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = ["  ".join(str(c).rjust(w) for c, w in zip(line, widths)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
@@ -85,7 +87,8 @@ def format_table(rows: list[dict]) -> str:
 
 def environment(device: str) -> dict:
     env = {"torch": torch.__version__, "platform": platform.platform(), "cpu": platform.processor(),
-           "threads": torch.get_num_threads(), "device": device}
+           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "device": device,
+           "loadavg_1_5_15min": [round(v, 2) for v in os.getloadavg()]}
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env

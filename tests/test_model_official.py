@@ -184,3 +184,27 @@ def test_checkpoint_loading_refuses_pickled_objects(tmp_path):
     torch.save({"state_dict": {"net.x": torch.zeros(1)}, "obj": ArbitraryObject()}, tmp_path / "evil.ckpt")
     with pytest.raises(pickle.UnpicklingError):
         load_official_checkpoint(tmp_path / "evil.ckpt", "dynet")
+
+
+def test_restore_command_runs_an_official_checkpoint(tmp_path):
+    import cv2
+    import numpy as np
+
+    from dynet_model.restore import main as restore_main
+
+    sd = random_official_state("dynet", seed=3)
+    _save_lightning(tmp_path / "official.ckpt", sd, half=True)
+    img = np.random.default_rng(0).integers(0, 255, (20, 13, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "x.png"), img)
+    report = restore_main([str(tmp_path / "x.png"), "-o", str(tmp_path / "out"), "--checkpoint",
+                           str(tmp_path / "official.ckpt"), "--arch", "dynet", "--variant", "s"])
+    assert [e["status"] for e in report] == ["ok"]
+    out = cv2.imread(str(tmp_path / "out" / "x.png"))
+    assert out.shape == img.shape
+    sd = {k: v.half().float() for k, v in sd.items()}
+    x = torch.from_numpy(img[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255  # BGR -> RGB
+    padded = F.pad(x, (0, 3, 0, 4), mode="reflect")  # our forward pads to a multiple of 8
+    with torch.no_grad():
+        ref = official_forward(sd, padded, DYNET_S, shared=True)[..., :20, :13]
+    expected = (ref[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()[:, :, ::-1]
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
