@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo profile test test-all bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m dynet_model.profile --models dynet-s dynet-l promptir --size 224 --repeats 3
+	$(PY) -m curation.pipeline --demo --out demo_out --workers 2
 
 test: install
 	$(PY) -m pytest -q
 
 test-all: install
 	$(PY) -m pytest -q -m ""
+
+profile: install
+	$(PY) -m dynet_model.profile --models dynet-s dynet-l promptir dsrir --size 224 --repeats 3
 
 bench: install
 	$(PY) benchmarks/model_speed.py --out benchmarks/results/model_speed_cpu.json
