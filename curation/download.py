@@ -12,6 +12,8 @@ per slice, ``raw/_jobs/download-<job>.json`` (pre-filter counts per file) and
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 import uuid
@@ -72,8 +74,9 @@ class DownloadConfig:
     encode_format: str = field(default="jpg", metadata={
         "help": "jpg|png|webp: images already in this format keep their original bytes, others are "
                 "re-encoded to it (default: jpg)"})
-    encode_quality: int = field(default=95, metadata={
-        "help": "quality of re-encoded images; for png the compression level 0-9 (default: 95)"})
+    encode_quality: int | None = field(default=None, metadata={
+        "help": "quality of re-encoded images: jpg/webp 0-100 (default 95); for png the compression "
+                "level 0-9 (default 3)"})
     max_pixels: int = field(default=178_956_970, metadata={
         "help": "decoded-area limit against decompression bombs, PIL's (default: 178956970)"})
     slice_timeout: int = field(default=3600, metadata={
@@ -207,6 +210,17 @@ def _summarise(cfg: DownloadConfig, tally: _Tally, seconds: float) -> dict:
     return summary
 
 
+def _resolve_encode_quality(cfg: DownloadConfig) -> DownloadConfig:
+    """Per-format default and range: img2dataset passes the value to OpenCV unchanged."""
+    low, high, default = (0, 9, 3) if cfg.encode_format == "png" else (0, 100, 95)
+    if cfg.encode_quality is None:
+        return dataclasses.replace(cfg, encode_quality=default)
+    if not low <= cfg.encode_quality <= high:
+        raise SystemExit(f"--encode-quality for {cfg.encode_format} must be in {low}..{high} "
+                         f"(got {cfg.encode_quality})")
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = parse_config(DownloadConfig, argv)
@@ -214,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--slice-size must be >= 1")
     if cfg.encode_format not in ("jpg", "png", "webp"):
         raise SystemExit(f"--encode-format must be jpg, png or webp (got {cfg.encode_format!r})")
+    cfg = _resolve_encode_quality(cfg)
     summary = run(cfg)
     if summary["failed_slices"]:
         _LOG.error("%d slice(s) failed; rerun the same command to retry them", len(summary["failed_slices"]))

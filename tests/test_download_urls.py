@@ -108,3 +108,14 @@ def test_cli_help_lists_every_flag(module, repo_root):
     cls = {"curation.download": "DownloadConfig", "curation.ingest": "IngestConfig"}[module]
     for f in dataclasses.fields(getattr(importlib.import_module(module), cls)):
         assert "--" + f.name.replace("_", "-") in out
+
+
+def test_encode_quality_defaults_per_format_and_rejects_out_of_range():
+    from curation.download import DownloadConfig, _resolve_encode_quality
+
+    base = DownloadConfig(urls="u.parquet", out="raw")
+    assert _resolve_encode_quality(base).encode_quality == 95
+    png = _resolve_encode_quality(DownloadConfig(urls="u.parquet", out="raw", encode_format="png"))
+    assert png.encode_quality == 3
+    with pytest.raises(SystemExit, match="0..9"):
+        _resolve_encode_quality(DownloadConfig(urls="u.parquet", out="raw", encode_format="png", encode_quality=95))
