@@ -29,8 +29,7 @@ from tqdm import tqdm
 from curation.allocation import allocate, format_shard_id, job_key, jobs_dir
 from curation.cluster import dask_client
 from curation.download_slice import SliceOptions, run_slice, status_counts
-from curation.rawshards import shard_paths
-from curation.shardcheck import shard_complete
+from curation.rawshards import check_shard, shard_paths
 from curation.urls import Prefilter, UrlColumns, file_fingerprint, load_url_file, resolve_inputs
 from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
@@ -176,7 +175,7 @@ def run(cfg: DownloadConfig) -> dict:
             bar.total += len(slices)
             bar.refresh()
             for planned in slices:
-                if shard_complete(raw, planned.shard_id)[0]:
+                if check_shard(raw, planned.shard_id, headers_only=True)[0]:
                     tally.add({"shard": planned.shard_id, "skipped": True,
                                **status_counts(shard_paths(raw, planned.shard_id)[1])})
                     bar.update(1)

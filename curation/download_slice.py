@@ -1,7 +1,7 @@
 """One download slice = one Dask task: img2dataset on a few hundred URLs into one raw shard.
 
-The task (``run_slice``) is idempotent: a complete shard (``shardcheck.shard_complete``: the criteria
-of ``rawshards.check_shard``, from tar headers only) is left alone;
+The task (``run_slice``) is idempotent: a complete shard (``rawshards.check_shard(..., headers_only=True)``,
+from tar headers only) is left alone;
 anything else under that shard id (a partial tar from a killed run, a tar whose image count differs
 from its parquet's successes, a missing completion marker) is deleted and the slice is redone in a
 private folder ``raw/_tmp/NNNNN.<pid>.<random>/``. img2dataset runs in a child interpreter (see
@@ -31,7 +31,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.rawshards import check_shard, shard_paths
-from curation.shardcheck import shard_complete
 
 TMP_DIR = "_tmp"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +121,7 @@ def _publish(work_out: Path, raw_dir: Path, shard_id: str) -> None:
 def run_slice(shard_id: str, rows: pa.Table, raw_dir: str, opts: SliceOptions) -> dict:
     """Download one slice into raw shard ``shard_id`` unless it is already complete. Runs on a worker."""
     raw = Path(raw_dir)
-    ok, reason = shard_complete(raw, shard_id)
+    ok, reason = check_shard(raw, shard_id, headers_only=True)
     if ok:
         return {"shard": shard_id, "skipped": True, **status_counts(shard_paths(raw, shard_id)[1])}
     started = time.time()

@@ -38,7 +38,6 @@ from curation.cluster import dask_client
 from curation.download_slice import TMP_DIR, clear_shard, key_digits
 from curation.imagedecode import DecodeError, decode_rgb, probe_size
 from curation.rawshards import check_shard, shard_paths
-from curation.shardcheck import shard_complete
 from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
 _LOG = logging.getLogger("curation.ingest")
@@ -178,7 +177,7 @@ def ingest_shard(folder: str, rel_paths: list[str], shard_id: str, raw_dir: str,
                  full_decode: bool, on_file: Callable[[], object] | None = None) -> dict:
     """One shard, idempotently: skip it when complete, else delete what is there and write it. A Dask task."""
     raw = Path(raw_dir)
-    ok, reason = shard_complete(raw, shard_id)
+    ok, reason = check_shard(raw, shard_id, headers_only=True)
     if ok:
         return {"shard": shard_id, "skipped": True, "redone": False, "counts": {}}
     removed = clear_shard(raw, shard_id)

@@ -98,19 +98,40 @@ def read_shard_table(raw_dir: str | os.PathLike, shard_id: str):
     return pq.read_table(shard_paths(raw_dir, shard_id)[1])
 
 
-def count_tar_images(tar_path: str | os.PathLike) -> int:
-    """Number of keys with an image member; raises on an unreadable or truncated tar."""
-    return sum(1 for s in iter_raw_tar(tar_path) if s.image is not None)
+def count_tar_images(tar_path: str | os.PathLike, headers_only: bool = False) -> int:
+    """Number of keys with an image member; raises on an unreadable or truncated tar.
+
+    ``headers_only`` walks the member headers and seeks over the data, so deciding whether to skip
+    thousands of complete shards on a rerun does not read terabytes; a tar cut short by a killed
+    writer still fails, because each member's data must end inside the file.
+    """
+    if not headers_only:
+        return sum(1 for s in iter_raw_tar(tar_path) if s.image is not None)
+    keys, data_end = set(), 0
+    with tarfile.open(tar_path, "r:") as tar:  # raw tars are uncompressed (img2dataset, ingest)
+        for member in tar:
+            data_end = member.offset_data + member.size
+            if member.isfile():
+                key, ext = _split_member(member.name)
+                if ext in IMAGE_EXTENSIONS:
+                    keys.add(key)
+    if data_end > os.path.getsize(tar_path):  # the last member's data was cut off
+        raise tarfile.ReadError("unexpected end of data")
+    return len(keys)
 
 
-def check_shard(raw_dir: str | os.PathLike, shard_id: str) -> tuple[bool, str]:
-    """Is this shard complete and whole? (marker present, tar readable, tar images == parquet successes)."""
+def check_shard(raw_dir: str | os.PathLike, shard_id: str, headers_only: bool = False) -> tuple[bool, str]:
+    """Is this shard complete and whole? (marker present, tar readable, tar images == parquet successes).
+
+    ``headers_only=True`` gives the same verdict from the tar headers alone (fast skip decisions);
+    the default also reads every member, as done once before a new shard is published.
+    """
     tar_path, parquet_path, stats_path = shard_paths(raw_dir, shard_id)
     for path in (stats_path, tar_path, parquet_path):
         if not path.exists():
             return False, f"missing {path.name}"
     try:
-        n_tar = count_tar_images(tar_path)
+        n_tar = count_tar_images(tar_path, headers_only=headers_only)
     except (tarfile.TarError, EOFError, OSError) as exc:
         return False, f"unreadable tar {tar_path.name}: {exc}"
     try:

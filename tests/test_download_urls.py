@@ -67,7 +67,7 @@ def test_allocation_is_stable_and_disjoint(tmp_path):
 
 
 def test_fast_shard_check_agrees_with_check_shard(tmp_path):
-    """shard_complete (headers only) and rawshards.check_shard agree on every truncation point."""
+    """check_shard headers-only and full-read verdicts agree on every truncation point."""
     import io
 
     import numpy as np
@@ -75,7 +75,6 @@ def test_fast_shard_check_agrees_with_check_shard(tmp_path):
 
     from curation import ingest
     from curation.rawshards import check_shard, shard_paths
-    from curation.shardcheck import shard_complete
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -87,13 +86,13 @@ def test_fast_shard_check_agrees_with_check_shard(tmp_path):
     ingest.main(["--folder", str(folder), "--source", "t", "--out", str(out)])
     tar = shard_paths(out, "00000")[0]
     original = tar.read_bytes()
-    assert shard_complete(out, "00000") == check_shard(out, "00000") == (True, "ok")
+    assert check_shard(out, "00000", headers_only=True) == check_shard(out, "00000") == (True, "ok")
     for cut in list(range(0, len(original), 97)) + [len(original) - 1]:
         tar.write_bytes(original[:cut])
-        assert shard_complete(out, "00000")[0] == check_shard(out, "00000")[0], cut
+        assert check_shard(out, "00000", headers_only=True)[0] == check_shard(out, "00000")[0], cut
     tar.write_bytes(original)
     shard_paths(out, "00000")[2].unlink()
-    assert shard_complete(out, "00000") == (False, "missing 00000_stats.json")
+    assert check_shard(out, "00000", headers_only=True) == (False, "missing 00000_stats.json")
 
 
 @pytest.mark.parametrize("module", ["curation.download", "curation.ingest"])
