@@ -94,7 +94,10 @@ def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
     summary = score_raw(tmp_path / "raw", tmp_path / "scores", settings, client, retries=2)
     thread.join()
     assert killed and killed["tasks"], "no worker was killed mid-task: the test did not exercise the failure"
-    assert not summary.shards_failed and summary.shards_written == 4
+    # A shard whose output the killed worker had already renamed into place before dying is found
+    # complete by the retried task and skipped (idempotent per-shard output): written + skipped == 4.
+    assert not summary.shards_failed and summary.shards_written + summary.shards_skipped == 4
+    assert summary.shards_written >= 3
     table = _read_all(tmp_path / "scores")
     keys = table.column("key").to_pylist()
     assert len(keys) == expected_rows == len(set(keys))
