@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-import cv2
 import numpy as np
 import torch
 import webdataset as wds
@@ -29,6 +28,7 @@ from webdataset.gopen import gopen as wds_gopen
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from curation.tiling import decode_png
 from training.degrade import DegradeConfig, corrupt
 
 log = logging.getLogger(__name__)
@@ -174,13 +174,6 @@ class SeededShuffle:
         worker, _ = _worker()
         rng = random.Random(f"{self.seed}-{self.rank}-{worker}-{self.stream_start}-shuffle")
         return wds.filters._shuffle(src, self.bufsize, self.initial, rng=rng)
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("undecodable image bytes")
-    return np.ascontiguousarray(img[..., ::-1])
 
 
 def random_crop_aug(img: np.ndarray, crop: int, rng: np.random.Generator, augment: bool) -> np.ndarray:

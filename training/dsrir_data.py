@@ -32,18 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from training.dsrir_schedule import ProgressiveSchedule
 from training.make_lists import PairEntry
+from training.restoration_data import read_rgb
 
 log = logging.getLogger(__name__)
-
-
-def _load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def _augment(x: np.ndarray, a: int) -> np.ndarray:
@@ -92,9 +87,9 @@ class PairPatchDataset(Dataset):
         epoch, item, ps = key
         rng = np.random.default_rng([self.seed, epoch, item])
         e = self.entries[item]
-        gt = _load_rgb(self.root / e.target)
+        gt = read_rgb(self.root / e.target)
         synth = e.target == e.degraded
-        lq = gt if synth else _load_rgb(self.root / e.degraded)
+        lq = gt if synth else read_rgb(self.root / e.degraded)
         if lq.shape != gt.shape:
             raise ValueError(f"list line {e.line}: {e.degraded} is {lq.shape[:2]} but {e.target} is {gt.shape[:2]}")
         gt, lq = _pad_to(gt, ps), _pad_to(lq, ps)

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import webdataset as wds
 
+from curation.tiling import encode_png
+
 
 def synthetic_patch(rng: np.random.Generator, size: int) -> np.ndarray:
     """One ``size``×``size``×3 uint8 image: smooth field + rectangles/discs + stripes."""
@@ -33,10 +35,8 @@ def synthetic_patch(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def png_bytes(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img[..., ::-1]))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
+    """Lossless PNG bytes of an RGB uint8 patch, encoded as curation.shard encodes its patches."""
+    return encode_png(img)
 
 
 def write_synthetic_shards(out_dir: str | Path, *, shards: int = 2, per_shard: int = 8, size: int = 64,
