@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m curation.pipeline --demo --out demo_out --workers 2
+	$(PY) -m pipeline.demo --demo --out demo_out --workers 2
 
 test: install
 	$(PY) -m pytest -q

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from curation.imagedecode import decode_rgb
-from curation.metrics import MetricSet, build_nima_network, pyiqa_version
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
+from common.imagedecode import decode_rgb
+from curation.scoring.metrics import MetricSet, build_nima_network, pyiqa_version
 from curation.weights import status_of
-from dynet_model.cliconfig import atomic_write_json, parse_config
 
 
 @dataclass

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
 from dynet_model.build import build_model
-from dynet_model.cliconfig import atomic_write_json, parse_config
 from dynet_model.config import DYNET_S, ModelConfig
 
 MODELS = {"dsrir": ("dsrir", None), "dynet-s": ("dynet", DYNET_S), "promptir": ("promptir", None)}

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dynet_model.cliconfig import atomic_write_json, parse_config
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
 from training.evaluate import collect_test_sets, evaluate
-from training.protocols import get_protocol
-from training.restorers import Restorer, identity_restorer
+from training.evaluation.protocols import get_protocol
+from training.evaluation.restorers import Restorer, identity_restorer
 
 
 @dataclass

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from curation.metrics import MetricSet
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
+from curation.scoring.metrics import MetricSet
 from curation.weights import require
-from dynet_model.cliconfig import atomic_write_json, parse_config
 
 
 @dataclass

@@ -20,8 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from common.atomic import atomic_write_json
+from common.cliconfig import config_to_dict, parse_config
 from dynet_model.build import build_model
-from dynet_model.cliconfig import atomic_write_json, config_to_dict, parse_config
 from dynet_model.config import ModelConfig
 from dynet_model.flops import count_flops
 from dynet_model.measure import parse_model_name, prepare_model, time_forward

@@ -27,10 +27,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation import shard, tiling
-from curation.imagedecode import decode_rgb, probe_size
-from curation.shardwrite import read_marker
-from dynet_model.cliconfig import atomic_write_json, parse_config
+from common import pngcodec
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
+from common.imagedecode import decode_rgb, probe_size
+from curation import shard
+from curation.sharding import tiling
+from curation.sharding.write import read_marker
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -111,7 +114,7 @@ def _floor(images: list[tuple[str, bytes]], repeat: int, boxes_by_key: dict[str,
                 rgb = decode_rgb(data)
                 t1 = time.perf_counter()
                 for box in boxes_by_key.get(f"{name}r{r:02d}", []):
-                    nbytes += len(tiling.encode_png(tiling.crop(rgb, box), level))
+                    nbytes += len(pngcodec.encode_png(tiling.crop(rgb, box), level))
                     n += 1
                 t_dec += t1 - t0
                 t_enc += time.perf_counter() - t1

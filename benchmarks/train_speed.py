@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
 from dynet_model.build import build_model
-from dynet_model.cliconfig import atomic_write_json, parse_config
 from dynet_model.config import DYNET_L, DYNET_S, ModelConfig
 from training.data import BatchStream, build_pipeline, resolve_shards
 from training.degrade import DegradeConfig

@@ -4,7 +4,7 @@ Per URL file: read and pre-filter the rows (declared WIDTH/HEIGHT >= ``--min-sid
 punsafe thresholds where those columns exist) before any request; reserve a range of raw shard ids
 for the file (``raw/_jobs/allocations.json``; a rerun gets the same range); cut the kept rows into
 slices of ``--slice-size``; submit one Dask task per slice that is not already complete
-(``curation.download_slice.run_slice``: img2dataset with one process, ``resize_mode="no"``,
+(``curation.downloading.slice_task.run_slice``: img2dataset with one process, ``resize_mode="no"``,
 ``skip_reencode=True``, webdataset output, sha256). Writes ``raw/NNNNN.tar/.parquet/_stats.json``
 per slice, ``raw/_jobs/download-<job>.json`` (pre-filter counts per file) and
 ``raw/_jobs/download_summary.json`` (this run's counts per status, images/s).
@@ -13,7 +13,6 @@ per slice, ``raw/_jobs/download-<job>.json`` (pre-filter counts per file) and
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import time
 import uuid
@@ -26,12 +25,19 @@ import pyarrow as pa
 from dask.distributed import as_completed
 from tqdm import tqdm
 
-from curation.allocation import allocate, format_shard_id, job_key, jobs_dir
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config, save_config
 from curation.cluster import dask_client
-from curation.download_slice import SliceOptions, run_slice, status_counts
+from curation.downloading.slice_task import SliceOptions, run_slice, status_counts
+from curation.downloading.urls import (
+    Prefilter,
+    UrlColumns,
+    file_fingerprint,
+    load_url_file,
+    resolve_inputs,
+)
 from curation.rawshards import check_shard, shard_paths
-from curation.urls import Prefilter, UrlColumns, file_fingerprint, load_url_file, resolve_inputs
-from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
+from curation.sharding.allocation import allocate, format_shard_id, job_key, jobs_dir
 
 _LOG = logging.getLogger("curation.download")
 

@@ -3,7 +3,7 @@
 Reads the score tables only (never rescores: re-filtering with new thresholds is cheap). An image is
 kept when its status is ``ok``, its shorter side is at least ``--min-side`` and every metric given in
 ``--thresholds`` passes; the direction (lower-better NIQE / BRISQUE, higher-better NIMA) comes from
-the metric table in :mod:`curation.metrics`, never from the user. A NaN / missing score drops the row.
+the metric table in :mod:`curation.scoring.metrics`, never from the user. A NaN / missing score drops the row.
 
 Writes, atomically: ``kept.parquet`` (the passing rows, score columns + ``kept``), beside it
 ``decisions.parquet`` (every row + ``kept`` + ``drop_reason``, reasons joined by ";") and
@@ -24,14 +24,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.metrics import METRICS
-from curation.score_shard import METADATA_KEY
-from dynet_model.cliconfig import (
-    atomic_write_bytes,
-    atomic_write_json,
-    parse_config,
-    save_config,
-)
+from common.atomic import atomic_write_bytes, atomic_write_json
+from common.cliconfig import parse_config, save_config
+from curation.scoring.metrics import METRICS
+from curation.scoring.shard_task import METADATA_KEY
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS = ",".join(f"{m.name}={m.default_threshold:g}" for m in METRICS.values())

@@ -16,9 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from curation import flat, tiling
-from curation.imagedecode import decode_rgb
-from dynet_model.cliconfig import parse_config
+from common.cliconfig import parse_config
+from common.imagedecode import decode_rgb
+from curation.sharding import flat, tiling
 
 
 def overlay(rgb: np.ndarray, patch: int, cell: int, threshold: float) -> np.ndarray:
@@ -74,7 +74,7 @@ class FlatVizConfig:
     out: str = field(default="flat.png", metadata={"help": "output PNG"})
     patch: int = field(default=512, metadata={"help": "tile side in pixels"})
     flat_cell: int = field(default=flat.DEFAULT_CELL, metadata={"help": "flat-detector cell side in pixels"})
-    flat_threshold: float = field(default=flat.DEFAULT_THRESHOLD, metadata={"help": "flat threshold (see curation.flat)"})
+    flat_threshold: float = field(default=flat.DEFAULT_THRESHOLD, metadata={"help": "flat threshold (see curation.sharding.flat)"})
     max_flat: float = field(default=0.5, metadata={"help": "tiles with a larger flat fraction are drawn as dropped"})
     columns: int = field(default=3, metadata={"help": "panels per row"})
     dpi: int = field(default=80, metadata={"help": "figure resolution"})

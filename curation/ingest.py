@@ -33,12 +33,13 @@ from dask.distributed import as_completed
 from PIL import Image
 from tqdm import tqdm
 
-from curation.allocation import allocate, job_key, jobs_dir
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config, save_config
+from common.imagedecode import DecodeError, decode_rgb, probe_size
 from curation.cluster import dask_client
-from curation.download_slice import TMP_DIR, clear_shard, key_digits
-from curation.imagedecode import DecodeError, decode_rgb, probe_size
+from curation.downloading.slice_task import TMP_DIR, clear_shard, key_digits
 from curation.rawshards import check_shard, shard_paths
-from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
+from curation.sharding.allocation import allocate, job_key, jobs_dir
 
 _LOG = logging.getLogger("curation.ingest")
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "GIF": "gif",

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dynet_model.cliconfig import parse_config
+from common.cliconfig import parse_config
 
 _LOG = logging.getLogger("curation.query")
 READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}

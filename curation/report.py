@@ -24,10 +24,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
-from curation import flat, flatviz, tiling
+from common.atomic import atomic_write_text
+from common.cliconfig import parse_config
+from curation import flatviz
 from curation.query import table_sources
-from curation.reportgrid import load_sources, patch_grid_from_tars, thumbnail_grid
-from dynet_model.cliconfig import atomic_write_text, parse_config
+from curation.reporting.grid import load_sources, patch_grid_from_tars, thumbnail_grid
+from curation.sharding import flat, tiling
 
 _LOG = logging.getLogger("curation.report")
 METRICS = ("niqe", "brisque", "nima")

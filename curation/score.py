@@ -1,7 +1,7 @@
 """``python -m curation.score raw/ --out scores/``: NIQE / BRISQUE / NIMA for every image of every raw shard.
 
 One Dask task per complete raw shard (``rawshards.list_complete_shards``), run by
-:func:`curation.score_shard.score_shard`; metrics are built once per worker process and reused.
+:func:`curation.scoring.shard_task.score_shard`; metrics are built once per worker process and reused.
 Before any worker starts, the weight files of the requested metrics are checked
 (``curation.weights.require``); a missing file stops the run with a message naming it.
 
@@ -26,13 +26,19 @@ from dask.base import tokenize
 from dask.distributed import Client, as_completed
 from tqdm import tqdm
 
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config, save_config
+from common.imagedecode import DEFAULT_MAX_PIXELS
 from curation.cluster import dask_client
-from curation.imagedecode import DEFAULT_MAX_PIXELS
-from curation.metrics import METRICS, parse_metrics, pyiqa_version
 from curation.rawshards import list_complete_shards
-from curation.score_shard import ScoreSettings, ShardResult, output_path, score_shard
+from curation.scoring.metrics import METRICS, parse_metrics, pyiqa_version
+from curation.scoring.shard_task import (
+    ScoreSettings,
+    ShardResult,
+    output_path,
+    score_shard,
+)
 from curation.weights import MissingWeightsError, check, file_sha256, require
-from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
 
 _LOG = logging.getLogger(__name__)
 

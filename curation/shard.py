@@ -18,9 +18,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from curation import flat, shardplan
-from curation.shardwrite import TileParams, publish_json, read_marker, write_shard
-from dynet_model.cliconfig import parse_config, save_config
+from common.cliconfig import parse_config, save_config
+from curation.sharding import flat
+from curation.sharding import plan as shardplan
+from curation.sharding.write import TileParams, publish_json, read_marker, write_shard
 
 _LOG = logging.getLogger("curation.shard")
 PLAN_NAME = "plan.json"

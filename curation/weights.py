@@ -28,14 +28,15 @@ from pathlib import Path
 
 import torch
 
-from curation.metrics import (
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
+from curation.scoring.metrics import (
     DATA_DIR,
     METRICS,
     load_nima,
     parse_metrics,
     read_state_dict,
 )
-from dynet_model.cliconfig import atomic_write_json, parse_config
 
 _LOG = logging.getLogger(__name__)
 PROVENANCE_SUFFIX = ".provenance.json"
@@ -163,7 +164,7 @@ def install(file: str | Path, metric: str = "nima") -> Path:
 
 def fetch(metrics: Sequence[str]) -> list[WeightStatus]:
     """Let pyiqa download each missing file into its cache; offline this raises a clear error."""
-    from dynet_model.torchvision_compat import ensure_torchvision_importable
+    from common.torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     from pyiqa.archs.arch_util import get_url_from_name

@@ -19,8 +19,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
+from common.atomic import atomic_write_bytes
+
 from .build import build_model
-from .cliconfig import atomic_write_bytes
 from .config import ModelConfig
 from .keymap import map_official_state_dict
 

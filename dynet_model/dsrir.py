@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynet_model.dsrir_blocks import PAB, PAG, PRU, USAU, down_sample, pab_stack, up_sample
+from dynet_model.dsrir_blocks import (
+    PAB,
+    PAG,
+    PRU,
+    USAU,
+    down_sample,
+    pab_stack,
+    up_sample,
+)
 
 #: The input is padded to a multiple of this (patch-attention grids of 8x8 at full resolution,
 #: 4x4 at 1/2 and 2x2 at 1/4 resolution).

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
+
 from .build import OFFICIAL_PARAMS, build_model, count_params
-from .cliconfig import atomic_write_json, parse_config
 from .config import ModelConfig
 from .flops import count_flops
 from .measure import parse_model_name, prepare_model, time_forward

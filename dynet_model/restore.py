@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from curation.imagedecode import DecodeError, decode_rgb
+from common.atomic import atomic_write_bytes, atomic_write_json
+from common.cliconfig import parse_config, save_config
+from common.imagedecode import DecodeError, decode_rgb
 
 from .checkpoint import load_model, model_from_official
-from .cliconfig import atomic_write_bytes, atomic_write_json, parse_config, save_config
 from .config import ModelConfig
 from .tiling import restore_tiled
 from .variants import parse_reuse

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from dynet_model.cliconfig import atomic_write_json, atomic_write_text
+from common.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ def step_dir_name(step: int) -> str:
 
 
 def _default_save_model(path: Path, model: torch.nn.Module, model_config: Any, metadata: dict) -> None:
-    from dynet_model.checkpoint import save_model  # the one writer of model files (issue 2)
+    from dynet_model.checkpoint import (
+        save_model,  # the one writer of model files (issue 2)
+    )
 
     save_model(path, model, model_config, metadata=metadata)
 

@@ -28,7 +28,7 @@ from webdataset.gopen import gopen as wds_gopen
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from curation.tiling import decode_png
+from common.pngcodec import decode_png
 from training.degrade import DegradeConfig, corrupt
 
 log = logging.getLogger(__name__)

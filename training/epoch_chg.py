@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynet_model.cliconfig import atomic_write_json, parse_config
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
 
 
 def derive_epoch_chg(num_images: int, iterations: tuple[int, ...], batch_sizes: tuple[int, ...],

@@ -21,12 +21,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dynet_model.cliconfig import atomic_write_json, atomic_write_text, parse_config
-from training import eval_report
+from common.atomic import atomic_write_json, atomic_write_text
+from common.cliconfig import parse_config
 from training import restoration_data as rd
-from training.metrics import mean_or_nan, score_pair, to_float01
-from training.protocols import Protocol, get_protocol
-from training.restorers import Restorer, load_restorer
+from training.evaluation import report as eval_report
+from training.evaluation.metrics import mean_or_nan, score_pair, to_float01
+from training.evaluation.protocols import Protocol, get_protocol
+from training.evaluation.restorers import Restorer, load_restorer
 
 log = logging.getLogger("training.evaluate")
 

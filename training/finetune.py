@@ -21,10 +21,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dynet_model.cliconfig import atomic_write_json, parse_config, save_config
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config, save_config
 from training import restoration_data as rd
 from training.distributed import DistEnv, cleanup, init_distributed
-from training.finetune_schedule import Schedule, epoch_samples_promptir, resolve_schedule
+from training.finetune_schedule import (
+    Schedule,
+    epoch_samples_promptir,
+    resolve_schedule,
+)
 from training.loop import LoopConfig, OptimConfig, StepResult, Trainer
 
 log = logging.getLogger("training.finetune")
@@ -142,7 +147,7 @@ def build_finetune_model(cfg: FinetuneConfig):
     from dynet_model.checkpoint import read_metadata
     from dynet_model.config import ModelConfig
     from training.checkpointing import latest_checkpoint
-    from training.restorers import load_init_weights, resolve_model_file
+    from training.evaluation.restorers import load_init_weights, resolve_model_file
 
     latest = latest_checkpoint(Path(cfg.out) / "checkpoints") if cfg.resume else None
     if latest is not None:  # weights come from the checkpoint; its config rebuilds the model
@@ -169,8 +174,8 @@ def make_validate(cfg: FinetuneConfig, arch: str):
     if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68):
         return None
     from training.evaluate import collect_test_sets, evaluate
-    from training.protocols import get_protocol
-    from training.restorers import Restorer
+    from training.evaluation.protocols import get_protocol
+    from training.evaluation.restorers import Restorer
 
     sets = collect_test_sets(bsd68=cfg.val_bsd68, urban100=None, rain100l=cfg.val_rain100l, sots=cfg.val_sots,
                              max_images=cfg.val_max_images)

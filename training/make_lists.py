@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from dynet_model.cliconfig import atomic_write_text, parse_config
+from common.atomic import atomic_write_text
+from common.cliconfig import parse_config
 
 _LOG = logging.getLogger(__name__)
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

@@ -19,11 +19,17 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from common.cliconfig import parse_config, save_config
 from dynet_model.build import build_model
-from dynet_model.cliconfig import parse_config, save_config
 from dynet_model.config import ModelConfig
 from dynet_model.variants import parse_reuse
-from training.data import BatchStream, build_pipeline, load_val_set, resolve_shards, sample_rng
+from training.data import (
+    BatchStream,
+    build_pipeline,
+    load_val_set,
+    resolve_shards,
+    sample_rng,
+)
 from training.degrade import DegradeConfig
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.loop import LoopConfig, NonFiniteLossError, OptimConfig, StepResult, train

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.metrics import center_crop_multiple
+from training.evaluation.metrics import center_crop_multiple
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 DERAIN_DIRS = (("input", "target"), ("rain", "norain"), ("rainy", "gt"))

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import webdataset as wds
 
-from curation.tiling import encode_png
+from common.pngcodec import encode_png
 
 
 def synthetic_patch(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -8,9 +8,9 @@
 ``--mode all_in_one|noise|rain|haze`` picks ``{lists_dir}/train_{mode}.csv`` (or ``--train-list``).
 Recipe defaults (official train.py): AdamW (0.9, 0.999), weight decay 1e-4, lr 2e-4, 3 warm-up
 epochs then cosine to 1e-6; progressive patches 128/160/192/256 with batches 16/14/12/8 switched
-after epochs 135/238/314/347 (:mod:`training.dsrir_schedule`; derive other switch epochs with
-``python -m training.epoch_chg``); loss :mod:`training.dsrir_loss`. The loop (:mod:`training.loop`)
-counts steps: the schedule's epochs are turned into steps by :class:`training.dsrir_data.StepPlan`
+after epochs 135/238/314/347 (:mod:`training.dsrir.schedule`; derive other switch epochs with
+``python -m training.epoch_chg``); loss :mod:`training.dsrir.loss`. The loop (:mod:`training.loop`)
+counts steps: the schedule's epochs are turned into steps by :class:`training.dsrir.data.StepPlan`
 (``floor(N / batch)`` steps per epoch), the warm-up into the steps of the first 3 epochs, and the
 cosine runs per step rather than per epoch. Outputs: ``OUT/checkpoints/step_*/``, ``OUT/log.jsonl``
 (with the three loss terms, epoch, patch and batch size), ``OUT/tb/``, ``OUT/model_final.safetensors``,
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
+from common.cliconfig import parse_config, save_config
 from dynet_model.build import build_model
-from dynet_model.cliconfig import parse_config, save_config
 from dynet_model.config import ModelConfig
-from training.dsrir_data import PairPatchDataset, StepPlan, progressive_batches
-from training.dsrir_loss import DSRIRLossWeights, build_dsrir_loss
-from training.dsrir_schedule import ProgressiveSchedule
+from training.dsrir.data import PairPatchDataset, StepPlan, progressive_batches
+from training.dsrir.loss import DSRIRLossWeights, build_dsrir_loss
+from training.dsrir.schedule import ProgressiveSchedule
 from training.loop import LoopConfig, OptimConfig, StepResult, train
 from training.make_lists import MODES, missing_files, read_pair_list
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dynet_model.cliconfig import parse_config
+from common.cliconfig import parse_config
 
 _LOG = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _vgg19_features_module() -> nn.Sequential:
 
     Built on the meta device first so the 120M-parameter classifier is never materialised.
     """
-    from dynet_model.torchvision_compat import ensure_torchvision_importable
+    from common.torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     from torchvision.models import vgg19

@@ -1,0 +1,1 @@
+"""Report stage internals: thumbnail and patch grids."""

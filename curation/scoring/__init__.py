@@ -1,0 +1,1 @@
+"""Score stage internals: the IQA metrics and the per-shard scoring task."""

@@ -1,0 +1,1 @@
+"""Shard stage internals: flat detector, tile grid, planning, allocation, tar/parquet writing."""

@@ -1,0 +1,107 @@
+"""Shard-id allocation in a raw folder: which job (download input file / ingest folder) owns which ids.
+
+Several producers (``curation.download`` per URL file, ``curation.ingest`` per local folder) write
+into one ``raw/`` folder; every raw shard id must be unique there, and a rerun of the same job must
+map its work to the *same* ids (so completed shards are recognised and skipped). The registry
+``raw/_jobs/allocations.json`` records, per job key, the first shard id and the shard count; a new
+job gets the ids after everything already allocated or present on disk. Updates take an exclusive
+``flock`` on ``raw/_jobs/.lock`` and are written atomically, so two commands started at once on the
+same folder still get disjoint ranges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.atomic import atomic_write_json
+
+_LOG = logging.getLogger(__name__)
+JOBS_DIR = "_jobs"
+REGISTRY = "allocations.json"
+_SHARD_FILE = re.compile(r"^(\d+)(?:\.tar|\.parquet|_stats\.json)$")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A contiguous range of shard ids owned by one job, and the unit size it was planned with."""
+
+    job_key: str
+    first: int
+    count: int
+    unit_size: int  # rows per download slice / images per ingest shard
+    fingerprint: str  # what the job's input looked like when it was planned
+
+    def shard_ids(self) -> list[str]:
+        return [format_shard_id(self.first + i) for i in range(self.count)]
+
+
+def format_shard_id(n: int) -> str:
+    """img2dataset's naming (``oom_shard_count=5``): zero-padded to 5 digits, wider when needed."""
+    return f"{n:05d}"
+
+
+def job_key(spec: dict) -> str:
+    """Stable short key for a job description (JSON-serialisable dict)."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def jobs_dir(raw_dir: str | os.PathLike) -> Path:
+    path = Path(raw_dir) / JOBS_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _locked(raw_dir: str | os.PathLike) -> Iterator[Path]:
+    folder = jobs_dir(raw_dir)
+    with open(folder / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield folder / REGISTRY
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _highest_on_disk(raw_dir: Path) -> int:
+    ids = [int(m.group(1)) for p in raw_dir.iterdir() if (m := _SHARD_FILE.match(p.name))]
+    return max(ids, default=-1)
+
+
+def allocate(raw_dir: str | os.PathLike, key: str, count: int, unit_size: int, fingerprint: str,
+             description: dict | None = None) -> Allocation:
+    """Return the job's existing allocation, or reserve ``count`` new ids after everything known.
+
+    An existing allocation keeps its own ``unit_size`` (a rerun with another slice size still maps to
+    the same shards). Raises ``ValueError`` when the job's input changed since it was planned
+    (different fingerprint), because its shard ids would then no longer mean the same rows.
+    """
+    with _locked(raw_dir) as registry_path:
+        registry = json.loads(registry_path.read_text()) if registry_path.exists() else {"jobs": {}}
+        jobs = registry["jobs"]
+        if key in jobs:
+            rec = jobs[key]
+            if rec["fingerprint"] != fingerprint:
+                raise ValueError(
+                    f"job {key} ({rec.get('description')}) was planned in {raw_dir} from different input "
+                    f"(fingerprint {rec['fingerprint']} then, {fingerprint} now); its shard ids "
+                    f"{format_shard_id(rec['first'])}.. would no longer match. Use a new --out folder or "
+                    f"another --source.")
+            return Allocation(key, rec["first"], rec["count"], rec["unit_size"], rec["fingerprint"])
+        end_registered = max((r["first"] + r["count"] for r in jobs.values()), default=0)
+        first = max(end_registered, _highest_on_disk(Path(raw_dir)) + 1)
+        jobs[key] = {"first": first, "count": count, "unit_size": unit_size, "fingerprint": fingerprint,
+                     "description": description or {}}
+        atomic_write_json(registry_path, registry)
+        _LOG.info("allocated shards %s..%s to job %s", format_shard_id(first),
+                  format_shard_id(first + count - 1), key)
+        return Allocation(key, first, count, unit_size, fingerprint)

@@ -1,0 +1,1 @@
+"""Orchestration on top of every package: the end-to-end demo (curation stages, then training)."""

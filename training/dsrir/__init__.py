@@ -1,0 +1,1 @@
+"""DSRIR training internals: paired data, the contrastive loss, the learning-rate schedule."""

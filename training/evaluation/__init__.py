@@ -1,0 +1,1 @@
+"""Evaluation internals: the paper protocols, metrics, restorers, the results table."""
