@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.atomic import atomic_write_json
+from curation.layout import ShardId
 
 _LOG = logging.getLogger(__name__)
 JOBS_DIR = "_jobs"
@@ -45,8 +46,8 @@ class Allocation:
 
 
 def format_shard_id(n: int) -> str:
-    """img2dataset's naming (``oom_shard_count=5``): zero-padded to 5 digits, wider when needed."""
-    return f"{n:05d}"
+    """The raw shard name of id ``n`` (:class:`curation.layout.ShardId`)."""
+    return ShardId.raw(n).name
 
 
 def job_key(spec: dict) -> str:
