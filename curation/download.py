@@ -43,7 +43,13 @@ from curation.downloading.urls import (
     resolve_inputs,
 )
 from curation.rawshards import check_shard, shard_paths
-from curation.sharding.allocation import allocate, format_shard_id, job_key, jobs_dir, open_raw_job
+from curation.sharding.allocation import (
+    allocate,
+    format_shard_id,
+    job_key,
+    jobs_dir,
+    open_raw_job,
+)
 
 _LOG = logging.getLogger("curation.download")
 

@@ -27,7 +27,8 @@ import yaml
 from common.atomic import atomic_write_text
 from common.cliconfig import parse_config
 from curation import flatviz
-from curation.layout import METRIC_COLUMNS, METRICS as METRIC_TABLE
+from curation.layout import METRIC_COLUMNS
+from curation.layout import METRICS as METRIC_TABLE
 from curation.query import table_sources
 from curation.reporting.grid import load_sources, patch_grid_from_tars, thumbnail_grid
 from curation.sharding import flat, tiling

@@ -26,7 +26,13 @@ from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
 from common.stagefolder import StageRefused, open_stage_folder, refuse_exit
-from curation.layout import MANIFEST_NAME, Manifest, ManifestShard, ShardId, pending_patches
+from curation.layout import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestShard,
+    ShardId,
+    pending_patches,
+)
 from curation.sharding import flat
 from curation.sharding import plan as shardplan
 from curation.sharding.write import TileParams, read_marker, write_shard
