@@ -1,6 +1,6 @@
 """``python -m curation.score raw/ --out scores/``: NIQE / BRISQUE / NIMA for every image of every raw shard.
 
-One Dask task per complete raw shard (``rawshards.list_complete_shards``), run by
+One Dask task per complete raw shard without a score table (``curation.layout.pending_scores``), run by
 :func:`curation.scoring.shard_task.score_shard`; metrics are built once per worker process and reused.
 Before any worker starts, the weight files of the requested metrics are checked
 (``curation.weights.require``); a missing file stops the run with a message naming it.
@@ -37,12 +37,11 @@ from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
 from common.stagefolder import StageRefused, open_stage_folder, refuse_exit
 from curation.cluster import dask_client
-from curation.rawshards import list_complete_shards
+from curation.layout import list_raw_shards, pending_scores
 from curation.scoring.metrics import METRICS, parse_metrics, pyiqa_version
 from curation.scoring.shard_task import (
     ScoreSettings,
     ShardResult,
-    output_path,
     score_shard,
 )
 from curation.weights import MissingWeightsError, check, file_sha256, require
@@ -135,11 +134,11 @@ def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings,
     """Submit one task per complete raw shard without a score file; wait with a progress bar."""
     raw_dir, out_dir = Path(raw_dir).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    shards = list_complete_shards(raw_dir)
-    summary = RunSummary(shards_total=len(shards))
-    todo = [s for s in shards if not output_path(out_dir, s).exists()]
-    summary.shards_skipped = len(shards) - len(todo)
-    _LOG.info("%d complete raw shard(s); %d already scored, %d to score", len(shards), summary.shards_skipped, len(todo))
+    raw_ids = list_raw_shards(raw_dir)
+    summary = RunSummary(shards_total=len(raw_ids))
+    todo = [sid.name for sid in pending_scores(raw_ids, out_dir)]
+    summary.shards_skipped = len(raw_ids) - len(todo)
+    _LOG.info("%d complete raw shard(s); %d already scored, %d to score", len(raw_ids), summary.shards_skipped, len(todo))
     start = time.time()
     run_token = tokenize(str(out_dir), settings, time.time())  # distinct keys per run and output folder
     futures = {client.submit(score_shard, str(raw_dir), str(out_dir), s, settings, key=f"score-{s}-{run_token}",
