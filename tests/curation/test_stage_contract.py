@@ -120,9 +120,9 @@ def served(tmp_path):
         yield urls
 
 
-def test_download_resume_refuse_overwrite(served, tmp_path, capsys):
+def test_download_resume_refuse_overwrite(served, tmp_path, capsys, scheduler):
     raw = tmp_path / "raw"
-    base = ["--urls", str(served), "--out", str(raw), "--min-side", "64", "--workers", "1", "--timeout", "5",
+    base = ["--urls", str(served), "--out", str(raw), "--min-side", "64", "--scheduler", scheduler, "--timeout", "5",
             "--encode-format", "png", "--slice-timeout", "120"]
     assert download.main(base)["rows_by_status"] == {"success": 2}
     first = list_complete_shards(raw)
