@@ -38,8 +38,8 @@ def _tiny_init(path, arch="dynet"):
 def test_parse_tasks_and_missing_task_data(train_sets):
     assert rd.parse_tasks(["denoise,derain", "dehaze"]) == ["denoise", "derain", "dehaze"]
     assert rd.parse_tasks(["derain"]) == ["derain"]
-    with pytest.raises(ValueError, match="unknown task 'deblur'"):
-        rd.parse_tasks(["deblur"])
+    with pytest.raises(ValueError, match="unknown task 'inpaint'"):
+        rd.parse_tasks(["inpaint"])
     with pytest.raises(rd.DatasetLayoutError, match="--denoise-dirs"):
         rd.collect_train_sources(["denoise"])
     src = rd.collect_train_sources(["derain"], derain_dir=str(train_sets["derain"]))
