@@ -58,6 +58,7 @@ class EvalConfig:
     save_images: str | None = field(default=None, metadata={"help": "write restored PNGs to DIR/<model>/<column>/<name>.png"})
     json: str | None = field(default=None, metadata={"help": "write results (per image + means) as JSON here, and the markdown table beside it (.md)"})
     sweep_depths: list[str] | None = field(default=None, metadata={"help": "DyNet reuse vectors ('2,3,3,4' or s/l) to evaluate in turn: PSNR-vs-latency table + PNG plot"})
+    table_from: list[str] | None = field(default=None, metadata={"help": "merge earlier --json results (one row each, named by file stem) into one --benchmark table; no model is run"})
     sweep_plot: str | None = field(default=None, metadata={"help": "PNG path for the sweep plot (default: beside --json, else sweep_depths.png)"})
 
 
@@ -159,11 +160,27 @@ def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: 
             "benchmark_average": eval_report.table1_average(columns, get_benchmark(benchmark).columns)}
 
 
+def _merged_table(cfg: EvalConfig, bench) -> dict:
+    """One table from several result files (e.g. DyNet-S and -L rows, pre-trained vs from scratch)."""
+    runs = eval_report.load_runs(cfg.table_from)
+    for r in runs:
+        r["benchmark_average"] = eval_report.table1_average(r["columns"], bench.columns)
+    md = eval_report.table1_markdown(runs, bench.columns, "benchmark_average")
+    md += f"\nBenchmark: **{bench.name}** — {bench.description}"
+    print(md)
+    if cfg.json:
+        atomic_write_text(Path(cfg.json).with_suffix(".md"), md + "\n")
+        atomic_write_json(cfg.json, eval_report.json_safe({"table_from": cfg.table_from, "runs": runs}))
+    return {"runs": runs, "markdown": md}
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(EvalConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     protocol, bench = get_protocol(cfg.protocol), get_benchmark(cfg.benchmark)
     cfg.sigmas = list(cfg.sigmas or bench.sigmas)
+    if cfg.table_from:
+        return _merged_table(cfg, bench)
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     sets = collect_test_sets(bsd68=cfg.bsd68, urban100=cfg.urban100, rain100l=cfg.rain100l,

@@ -39,6 +39,16 @@ def test_five_task_table_on_tiny_fakes(tmp_path, capsys):
     assert any(line.startswith("Benchmark: **5task**") for line in printed)
     saved = json.loads(out.read_text())
     assert saved["benchmark"] == "5task" and out.with_suffix(".md").read_text().startswith("| Model | SOTS")
+    other = tmp_path / "five_b.json"
+    ev.main(["--model", "identity", "--benchmark", "5task", "--sots", str(sets["sots"]), "--gopro", str(gopro),
+             "--json", str(other)])
+    capsys.readouterr()
+    merged = ev.main(["--benchmark", "5task", "--table-from", str(out), str(other), "--json", str(tmp_path / "t.json")])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == printed[0] and rows[2].startswith("| five | ") and rows[3].startswith("| five_b | ")
+    assert rows[3].count("–") == 2  # no Rain100L / LOL in the second file
+    assert merged["runs"][0]["benchmark_average"]["psnr"] == pytest.approx(avg["psnr"])
+    assert not merged["runs"][1]["benchmark_average"]["complete"]
     three = ev.main(["--model", "identity", "--sots", str(sets["sots"]), "--bsd68", str(sets["bsd68"])])
     assert sorted(three["columns"]) == ["BSD68 σ15", "BSD68 σ25", "BSD68 σ50", "SOTS"]  # 3task default unchanged
 

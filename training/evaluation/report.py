@@ -113,3 +113,25 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def load_runs(paths: list[str | Path]) -> list[dict]:
+    """Earlier ``evaluate --json`` results as runs for one table; each row is named by its file stem."""
+    import json
+
+    def back(obj: Any) -> Any:  # json_safe's strings -> floats again
+        if isinstance(obj, str) and obj in ("inf", "-inf", "nan"):
+            return float(obj)
+        if isinstance(obj, dict):
+            return {k: back(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [back(v) for v in obj]
+        return obj
+
+    runs = []
+    for p in paths:
+        run = back(json.loads(Path(p).read_text()))
+        if "columns" not in run:
+            raise ValueError(f"{p}: not a single-model evaluate --json result (a sweep?)")
+        runs.append({**run, "model": Path(p).stem})
+    return runs
