@@ -46,7 +46,7 @@ def test_five_task_table_on_tiny_fakes(tmp_path, capsys):
     merged = ev.main(["--benchmark", "5task", "--table-from", str(out), str(other), "--json", str(tmp_path / "t.json")])
     rows = capsys.readouterr().out.splitlines()
     assert rows[0] == printed[0] and rows[2].startswith("| five | ") and rows[3].startswith("| five_b | ")
-    assert rows[3].count("–") == 2  # no Rain100L / LOL in the second file
+    assert rows[3].count("–") == 3  # no Rain100L / BSD68 / LOL in the second file
     assert merged["runs"][0]["benchmark_average"]["psnr"] == pytest.approx(avg["psnr"])
     assert not merged["runs"][1]["benchmark_average"]["complete"]
     three = ev.main(["--model", "identity", "--sots", str(sets["sots"]), "--bsd68", str(sets["bsd68"])])
