@@ -53,7 +53,7 @@ class OfficialListError(RuntimeError):
     """A bundled list is missing or is not the official file."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_list(task: str) -> tuple[str, ...]:
     """The entries of ``task``'s official list (stripped, in file order), after a sha256 check."""
     spec = LISTS[task]

@@ -175,9 +175,9 @@ def match_listed(index: FileIndex, task: str) -> SetMatch:
 # ----------------------------------------------------------------------------- discovered sets
 
 KeyFn = Callable[[str], list[str]]
-_SAME: KeyFn = lambda stem: [stem]  # noqa: E731
-_RAIN: KeyFn = lambda stem: [stem, "no" + stem]  # noqa: E731
-_HAZE: KeyFn = lambda stem: [stem.split("_")[0]]  # noqa: E731
+_SAME: KeyFn = lambda stem: [stem]
+_RAIN: KeyFn = lambda stem: [stem, "no" + stem]
+_HAZE: KeyFn = lambda stem: [stem.split("_")[0]]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from tests.restoration_fixtures import degrade, make_test_sets, make_train_sets, save, smooth_image
+from tests.restoration_fixtures import (
+    degrade,
+    make_test_sets,
+    make_train_sets,
+    save,
+    smooth_image,
+)
 from training import evaluate as ev
 from training import finetune as ft
 from training.evaluation.protocols import BENCHMARKS

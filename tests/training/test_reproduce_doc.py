@@ -22,7 +22,7 @@ CONFIGS = {"training.prepare_data": PrepareConfig, "training.pretrain": Pretrain
 
 def _commands(text: str) -> list[list[str]]:
     cmds = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.split("#", 1)[0].strip()
