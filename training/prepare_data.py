@@ -137,6 +137,7 @@ def _report_entry(m: ps.SetMatch, folder: str, cfg: PrepareConfig, fell_back: in
         entry.update(list=spec.file, list_official_path=spec.official_path, list_sha256=spec.sha256)
     else:
         entry.update(list=None, expected=m.listed, count_ok=m.found == m.listed,
+                     missing_count=max(0, m.listed - m.found),
                      note="no official list: listed = the standard split size; missing names cannot be known")
     return entry
 
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in expand_sets(cfg.sets):
         e = report["sets"][name]
         flag = "" if e["found"] == e["listed"] else "   <-- incomplete"
-        print(f"{name:14s} {e['found']:6d} / {e['listed']:6d} found, {len(e['missing']):5d} missing, "
+        print(f"{name:14s} {e['found']:6d} / {e['listed']:6d} found, {e.get('missing_count', len(e['missing'])):5d} missing, "
               f"{e['extra_ignored']:6d} extra ignored  -> {Path(cfg.out) / e['out']}{flag}")
     print(f"report: {Path(cfg.out) / REPORT}")
     return 0

@@ -112,7 +112,7 @@ def test_test_sets_and_five_task_sets(downloads, tmp_path):
                     "--no-progress"]) == 0
     rep = _report(out)
     assert (rep["test-rain100l"]["found"], rep["test-rain100l"]["expected"]) == (2, 100)
-    assert rep["test-rain100l"]["count_ok"] is False
+    assert rep["test-rain100l"]["count_ok"] is False and rep["test-rain100l"]["missing_count"] == 98
     assert rep["test-sots"]["found"] == 2 and rep["test-bsd68"]["found"] == 2
     assert rep["test-bsd68"]["source_dirs"] == [str((downloads / "CBSD68" / "original").resolve())]
     assert rep["test-gopro"]["found"] == 4 and rep["deblur"]["found"] == 4
