@@ -123,10 +123,11 @@ def run(cfg: TrainDSRIRConfig):
     entries = _read_list(cfg)
     plan = StepPlan(schedule, len(entries))
     plan.validate()
+    model_cfg = ModelConfig(arch="dsrir")
+    validate = _make_validator(cfg, plan, model_cfg)  # --val-dir checked before any work
     loss_fn = build_dsrir_loss(_loss_weights(cfg), verify_hash=cfg.vgg_verify_hash).to(env.device)
     dataset = PairPatchDataset(entries=entries, train_dir=cfg.train_dir, seed=cfg.seed, sigma_max=cfg.sigma_max)
     torch.manual_seed(cfg.seed)
-    model_cfg = ModelConfig(arch="dsrir")
     model = build_model(model_cfg)
     last: dict[str, float] = {}
 
@@ -146,13 +147,12 @@ def run(cfg: TrainDSRIRConfig):
                         schedule="cosine", warmup_steps=warmup_steps, min_lr=cfg.min_lr)
     loop = LoopConfig(out_dir=cfg.out, max_steps=plan.total_steps, stop_at_step=cfg.max_steps,
                       log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
-                      amp=cfg.amp, progress=cfg.progress, seed=cfg.seed)
+                      amp=cfg.amp, progress=cfg.progress, seed=cfg.seed,
+                      val_every=1 if validate else 0)  # the validator itself runs only at the chosen epoch ends
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     save_config(cfg, Path(cfg.out) / "config.yaml")
     log.info("DSRIR %s: %d pairs, %d epochs = %d steps (warm-up %d)", cfg.mode, len(entries),
              schedule.total_epochs, plan.total_steps, warmup_steps)
-    validate = _make_validator(cfg, plan, model_cfg)
-    loop.val_every = 1 if validate else 0  # the validator itself runs only at the chosen epoch ends
     return train(model=model, model_config=model_cfg, data_factory=data_factory, step_fn=step_fn, optim=optim,
                  loop=loop, env=env, resume=cfg.resume, extra_metrics=lambda: dict(last), validate=validate)
 
