@@ -72,11 +72,13 @@ def test_train_dsrir_validates_and_keeps_best(tmp_path, random_vgg_home_TEST_ONL
     vdir = tmp_path / "val"
     make_test_sets(vdir, n=2, size=(16, 24))
     out = tmp_path / "run"
-    assert train_dsrir.main(["--train-dir", str(root), "--lists-dir", str(lists), "--mode", "rain", "--out", str(out),
-                             "--patch-size", "16", "--batch-size", "4", "--epoch-chg", "4", "--warmup-epochs", "1",
-                             "--lr", "2e-4", "--workers", "0", "--log-every", "1", "--ckpt-every", "1",
-                             "--keep-last", "5", "--no-progress", "--no-vgg-verify-hash", "--device", "cpu",
-                             "--val-dir", str(vdir), "--val-every-epochs", "1"]) == 0
+    args = ["--train-dir", str(root), "--lists-dir", str(lists), "--mode", "rain", "--out", str(out),
+            "--patch-size", "16", "--batch-size", "4", "--epoch-chg", "4", "--warmup-epochs", "1",
+            "--lr", "2e-4", "--workers", "0", "--log-every", "1", "--ckpt-every", "1",
+            "--keep-last", "5", "--no-progress", "--no-vgg-verify-hash", "--device", "cpu", "--val-every-epochs", "1"]
+    assert train_dsrir.main(args + ["--val-dir", str(tmp_path / "no-such-dir")]) == 1
+    assert not out.exists() and "--val-dir: folder not found" in capsys.readouterr().err
+    assert train_dsrir.main(args + ["--val-dir", str(vdir)]) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     vals = [r for r in records if "val/psnr/average" in r]
     assert [int(r["val/epoch"]) for r in vals] == [1, 2, 3, 4]  # one step per epoch here
