@@ -133,3 +133,17 @@ def test_nothing_matches_is_refused(downloads, tmp_path, capsys):
     assert "denoise_airnet.txt" in err and "rainTrain.txt" in err and "test-urban100" in err
     assert not (out / "Train").exists() and not (out / "prepare_report.json").exists()
     assert pd.main(["nosuchset", "--src", str(downloads), "--out", str(out)]) == 1
+
+
+def test_complete_list_has_nothing_missing(tmp_path):
+    """All 200 Rain100L train pairs present (empty files: names are what is matched) -> found == listed."""
+    dl = tmp_path / "RainTrainL"
+    dl.mkdir()
+    for entry in ol.read_list("derain"):
+        (dl / Path(entry).name).touch()
+        (dl / ol.rain_gt_name(entry)).touch()
+    (dl / "rainstreak-1.png").touch()
+    out = tmp_path / "data"
+    assert pd.main(["derain", "--src", str(dl), "--out", str(out), "--no-progress"]) == 0
+    rep = _report(out)["derain"]
+    assert (rep["found"], rep["missing"], rep["extra_ignored"], rep["loadable"]) == (200, [], 1, 200)
