@@ -161,7 +161,7 @@ def run(cfg: PrepareConfig) -> dict:
     if missing_src:
         raise StageRefused(f"--src folder(s) not found: {', '.join(missing_src)}")
     out = Path(cfg.out)
-    index = ps.FileIndex(cfg.src, skip=out if out.exists() else None)
+    index = ps.FileIndex(cfg.src, skip=[out / d for d in OUT_DIRS.values()])  # never read our own output
     matches = [ps.match_set(index, n) for n in names]
     empty = [m for m in matches if not m.found]
     if empty:

@@ -63,17 +63,17 @@ def _is_image(name: str) -> bool:
 
 
 class FileIndex:
-    """Every image under the source folders, by base name (one walk; ``skip`` = our own output)."""
+    """Every image under the source folders, by base name (one walk; ``skip``: our own output folders)."""
 
-    def __init__(self, roots: Sequence[str | Path], skip: Path | None = None) -> None:
+    def __init__(self, roots: Sequence[str | Path], skip: Sequence[Path] = ()) -> None:
         self.roots = [Path(r).resolve() for r in roots]
         self.by_name: dict[str, list[Path]] = {}
         self.dirs: dict[Path, list[str]] = {}
-        skip = skip.resolve() if skip else None
+        skips = [p.resolve() for p in skip]
         for root in self.roots:
             for dirpath, dirnames, filenames in os.walk(root):
                 d = Path(dirpath)
-                if skip is not None and (d == skip or skip in d.parents):
+                if any(d == sk or sk in d.parents for sk in skips):
                     dirnames[:] = []
                     continue
                 dirnames.sort()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,12 @@ def test_test_sets_and_five_task_sets(downloads, tmp_path):
     assert rep["test-rain100l"]["count_ok"] is False and rep["test-rain100l"]["missing_count"] == 98
     assert rep["test-sots"]["found"] == 2 and rep["test-bsd68"]["found"] == 2
     assert rep["test-bsd68"]["source_dirs"] == [str((downloads / "CBSD68" / "original").resolve())]
+    # the output inside the downloads is never read back as a source
+    again = downloads / "prepared"
+    assert pd.main(["test-sots", "--src", str(downloads), "--out", str(again), "--no-progress"]) == 0
+    assert pd.main(["test-sots", "--src", str(downloads), "--out", str(again), "--no-progress"]) == 0
+    assert _report(again)["test-sots"]["found"] == 2
+    shutil.rmtree(again)
     assert rep["test-gopro"]["found"] == 4 and rep["deblur"]["found"] == 4
     assert sorted(p.name for p in (out / "test/deblur/gopro/input").iterdir()) == [
         "GOPR0384_11_00_000001.png", "GOPR0384_11_00_000002.png", "GOPR0385_11_01_000001.png", "GOPR0385_11_01_000002.png"]
