@@ -14,7 +14,8 @@ test-urban100 test-rain100l test-sots test-gopro test-lol``; groups ``all`` (the
 ``all5`` (+ deblur, lowlight), ``tests`` (the 4 test sets of Table 1 + Urban100), ``tests5`` (+ GoPro,
 LOL). Output ``OUT/prepare_report.json``: per set ``listed`` (list entries, or the standard size of a
 set without a list), ``found``, ``missing`` (names), ``ambiguous``, ``unpaired``, ``extra_ignored``
-(image files beside the used ones that were left out), the out folder and the list's sha256. A set
+(image files beside the used ones that the list does not name), `failed` (files that could not be
+linked: name + error), `loadable` (the set as the trainers read it back), the out folder and the list's sha256. A set
 of which nothing is found stops the command before anything is written (exit 2). Each set folder is a
 stage folder (``_stage.json``): rerunning with the same sources resumes, other sources are refused
 unless ``--overwrite``.
@@ -98,7 +99,7 @@ def place(src: Path, dest: Path, link: str) -> bool:
         os.symlink(src.resolve(), tmp)
     elif link == "hard":
         try:
-            os.link(src, tmp)
+            os.link(src.resolve(), tmp)  # the file itself, not a symlink to it
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
@@ -126,6 +127,21 @@ def check_loadable(name: str, folder: Path) -> int:
     if name in ("dehaze", "test-sots"):
         return len(rd.list_dehaze_pairs(folder, what=name))
     return len(rd.list_same_name_pairs(folder, rd.TASK_PAIR_DIRS["deblur" if "gopro" in name or name == "deblur" else "lowlight"], what=name))
+
+
+def _place_all(m: ps.SetMatch, folder: Path, cfg: PrepareConfig) -> tuple[int, list[dict]]:
+    """Link every item; an unreadable source is recorded (name, error) and the rest goes on."""
+    fell_back, failed = 0, []
+    for item in tqdm(m.items, desc=m.set, disable=not cfg.progress, leave=False):
+        try:
+            fell_back += place(item.gt_src, folder / item.gt_out, cfg.link)
+            if item.lq_src is not None:
+                fell_back += place(item.lq_src, folder / item.lq_out, cfg.link)
+        except OSError as exc:
+            failed.append({"name": item.name, "error": f"{type(exc).__name__}: {exc}"})
+    if failed:
+        log.warning("%s: %d files could not be placed (see prepare_report.json 'failed')", m.set, len(failed))
+    return fell_back, failed
 
 
 def _report_entry(m: ps.SetMatch, folder: str, cfg: PrepareConfig, fell_back: int) -> dict:
@@ -178,13 +194,10 @@ def run(cfg: PrepareConfig) -> dict:
             settings = {"set": m.set, "sources": sources, "link": cfg.link,
                         "list_sha256": ol.LISTS[m.set].sha256 if m.set in ol.LISTS else None}
             check_settings(folder, f"prepare_data:{m.set}", settings, overwrite=cfg.overwrite, clear=_clear)
-            fell_back = 0
-            for item in tqdm(m.items, desc=m.set, disable=not cfg.progress, leave=False):
-                fell_back += place(item.gt_src, folder / item.gt_out, cfg.link)
-                if item.lq_src is not None:
-                    fell_back += place(item.lq_src, folder / item.lq_out, cfg.link)
+            fell_back, failed = _place_all(m, folder, cfg)
             loadable = check_loadable(m.set, folder)
-            report["sets"][m.set] = {**_report_entry(m, OUT_DIRS[m.set], cfg, fell_back), "loadable": loadable}
+            report["sets"][m.set] = {**_report_entry(m, OUT_DIRS[m.set], cfg, fell_back), "failed": failed,
+                                     "loadable": loadable}
             log.info("%s: %d of %d found, %d missing, %d extra ignored -> %s", m.set, m.found, m.listed,
                      len(m.missing), m.extra_ignored, folder)
         report.update(official_lists=ol.SOURCE, provenance="training/resources/official_lists/PROVENANCE.md")

@@ -77,7 +77,7 @@ class FileIndex:
                     dirnames[:] = []
                     continue
                 dirnames.sort()
-                images = sorted(f for f in filenames if _is_image(f))
+                images = sorted(f for f in filenames if _is_image(f) and os.path.isfile(os.path.join(dirpath, f)))
                 if images:
                     self.dirs[d] = images
                 for f in images:

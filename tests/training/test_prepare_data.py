@@ -153,4 +153,15 @@ def test_complete_list_has_nothing_missing(tmp_path):
     out = tmp_path / "data"
     assert pd.main(["derain", "--src", str(dl), "--out", str(out), "--no-progress"]) == 0
     rep = _report(out)["derain"]
-    assert (rep["found"], rep["missing"], rep["extra_ignored"], rep["loadable"]) == (200, [], 1, 200)
+    assert (rep["found"], rep["missing"], rep["extra_ignored"], rep["loadable"], rep["failed"]) == (200, [], 1, 200, [])
+    # a dangling symlink under a listed name is no file: that entry is missing; a symlinked file is linked itself
+    (dl / "rain-7.png").unlink()
+    (dl / "rain-7.png").symlink_to(tmp_path / "gone.png")
+    (dl / "norain-8.png").rename(tmp_path / "real.png")
+    (dl / "norain-8.png").symlink_to(tmp_path / "real.png")
+    out2 = tmp_path / "data2"
+    assert pd.main(["derain", "--src", str(dl), "--out", str(out2), "--no-progress"]) == 0
+    rep = _report(out2)["derain"]
+    assert rep["missing"] == ["rainy/rain-7.png"] and rep["loadable"] == 199 and rep["failed"] == []
+    assert (out2 / "Train/Derain/gt/norain-8.png").samefile(tmp_path / "real.png")
+    assert not (out2 / "Train/Derain/gt/norain-8.png").is_symlink()
