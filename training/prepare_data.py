@@ -17,8 +17,8 @@ set without a list), ``found``, ``missing`` (names), ``ambiguous``, ``unpaired``
 (image files beside the used ones that the list does not name), ``failed`` (files that could not be
 linked: name + error), ``loadable`` (the set as the trainers read it back), the out folder and the
 list's sha256. A set of which nothing is found stops the command before anything is written
-(exit 2). Each set folder is a stage folder (``_stage.json``): rerunning with the same sources resumes, other sources are refused
-unless ``--overwrite``.
+(exit 2). Each set folder is a stage folder (``_stage.json``): rerunning with the same sources
+resumes, other sources are refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
