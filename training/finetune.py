@@ -75,6 +75,8 @@ class FinetuneConfig:
     val_sots: str | None = field(default=None, metadata={"help": "validation SOTS folder (evaluate's layout)"})
     val_rain100l: str | None = field(default=None, metadata={"help": "validation Rain100L folder"})
     val_bsd68: str | None = field(default=None, metadata={"help": "validation clean-image folder (scored at --sigmas)"})
+    val_gopro: str | None = field(default=None, metadata={"help": "validation GoPro folder (5-task; evaluate's --gopro layout)"})
+    val_lol: str | None = field(default=None, metadata={"help": "validation LOL folder (5-task; evaluate's --lol layout)"})
     val_max_images: int = field(default=10, metadata={"help": "images per validation set"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
@@ -173,14 +175,15 @@ def build_finetune_model(cfg: FinetuneConfig):
 
 def make_validate(cfg: FinetuneConfig, arch: str):
     """Periodic validation with training.evaluate's protocol on the --val-* sets (None if none given)."""
-    if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68):
+    if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68 or cfg.val_gopro or cfg.val_lol):
         return None
     from training.evaluate import collect_test_sets, evaluate
     from training.evaluation.protocols import get_protocol
     from training.evaluation.restorers import Restorer
 
     sets = collect_test_sets(bsd68=cfg.val_bsd68, urban100=None, rain100l=cfg.val_rain100l, sots=cfg.val_sots,
-                             max_images=cfg.val_max_images)
+                             max_images=cfg.val_max_images, gopro=cfg.val_gopro, lol=cfg.val_lol)
+    benchmark = "5task" if cfg.val_gopro or cfg.val_lol else "3task"
     if arch != "dynet":
         variants = {"": None}
     elif cfg.variant.lower() == "dynamic":
@@ -194,10 +197,10 @@ def make_validate(cfg: FinetuneConfig, arch: str):
         for prefix, reuse in variants.items():
             res = evaluate(Restorer(name=f"step{step}", model=model, arch=arch, reuse=reuse), sets,
                            protocol=get_protocol("dynet"), sigmas=[int(s) for s in cfg.sigmas],
-                           device=str(next(model.parameters()).device))
+                           device=str(next(model.parameters()).device), benchmark=benchmark)
             for col, v in res["columns"].items():
                 out[f"{prefix}psnr/{col}"], out[f"{prefix}ssim/{col}"] = v["psnr"], v["ssim"]
-            out[f"{prefix}psnr/average"] = res["table1_average"]["psnr"]
+            out[f"{prefix}psnr/average"] = res["benchmark_average"]["psnr"]
         return out
     return validate
 

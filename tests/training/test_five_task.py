@@ -63,11 +63,14 @@ def test_five_task_finetune_mix(tmp_path):
     sets = make_train_sets(tmp_path / "Train", n=2, size=(40, 40))
     deblur = _same_name_pairs(tmp_path / "Train/Deblur", "blur", "sharp", 3, (40, 40), 7, 0.1)
     enhance = _same_name_pairs(tmp_path / "Train/Enhance", "low", "gt", 2, (40, 40), 8, 0.6)
+    vgopro = _same_name_pairs(tmp_path / "val/gopro", "input", "target", 1, (32, 32), 9, 0.1)
     out = tmp_path / "run"
-    ft.main(["--out", str(out), "--tiny-model", "--max-steps", "1", "--batch-size", "2", "--patch-size", "16",
+    ft.main(["--out", str(out), "--tiny-model", "--max-steps", "1", "--val-every", "1", "--val-gopro", str(vgopro), "--batch-size", "2", "--patch-size", "16",
              "--num-workers", "0", "--no-progress", "--ckpt-every", "100", "--tasks", "denoise,derain,dehaze,deblur,lowlight",
              "--denoise-dirs", str(sets["denoise"]), "--derain-dir", str(sets["derain"]), "--dehaze-dir",
              str(sets["dehaze"]), "--deblur-dir", str(deblur), "--lowlight-dir", str(enhance)])
     comp = json.loads((out / "epoch_composition.json").read_text())
     assert comp["task_samples_per_epoch"] == {"denoise": 18, "derain": 240, "dehaze": 2, "deblur": 15, "lowlight": 40}
     assert comp["repeats"]["deblur"] == 5 and comp["repeats"]["lowlight"] == 20
+    val = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "val/psnr/average" in line]
+    assert len(val) == 1 and val[0]["val/psnr/average"] == val[0]["val/psnr/GoPro"]  # 5-task average of what is given
