@@ -180,15 +180,23 @@ def run(cfg: PrepareConfig) -> dict:
     index = ps.FileIndex(cfg.src, skip=[out / d for d in OUT_DIRS.values()])  # never read our own output
     matches = [ps.match_set(index, n) for n in names]
     empty = [m for m in matches if not m.found]
-    if empty:
+    named = {n.strip().lower() for raw in cfg.sets for n in raw.split(",")}
+    if empty and (len(empty) == len(matches) or any(m.set in named for m in empty)):
         raise StageRefused("nothing matches; nothing was written:\n  " + "\n  ".join(_nothing_found(m) for m in empty)
                            + f"\n(searched {', '.join(str(r) for r in index.roots)})")
+    for m in empty:  # only sets that came with a group (e.g. Urban100 in 'tests') are skipped
+        log.warning("skipped (part of a group): %s", _nothing_found(m))
     sources = [str(r) for r in index.roots]
     with folder_lock(out, "prepare_data"):
         report_path = out / REPORT
         import json
         report = json.loads(report_path.read_text()) if report_path.is_file() else {"sets": {}}
         for m in matches:
+            if not m.found:  # keep what an earlier run prepared there
+                prev = report["sets"].get(m.set)
+                if prev is None or prev.get("skipped"):
+                    report["sets"][m.set] = {**_report_entry(m, OUT_DIRS[m.set], cfg, 0), "skipped": _nothing_found(m)}
+                continue
             folder = out / OUT_DIRS[m.set]
             folder.mkdir(parents=True, exist_ok=True)
             settings = {"set": m.set, "sources": sources, "link": cfg.link,
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name in expand_sets(cfg.sets):
         e = report["sets"][name]
-        flag = "" if e["found"] == e["listed"] else "   <-- incomplete"
+        flag = "" if e["found"] == e["listed"] else ("   <-- SKIPPED: nothing found" if e.get("skipped") else "   <-- incomplete")
         print(f"{name:14s} {e['found']:6d} / {e['listed']:6d} found, {e.get('missing_count', len(e['missing'])):5d} missing, "
               f"{e['extra_ignored']:6d} extra ignored  -> {Path(cfg.out) / e['out']}{flag}")
     print(f"report: {Path(cfg.out) / REPORT}")

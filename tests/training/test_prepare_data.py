@@ -109,9 +109,11 @@ def test_training_sets_found_missing_extra(downloads, tmp_path):
 
 def test_test_sets_and_five_task_sets(downloads, tmp_path):
     out = tmp_path / "data"
-    assert pd.main(["test-bsd68", "test-rain100l", "test-sots", "test-gopro", "test-lol", "deblur", "lowlight", "--src", str(downloads), "--out", str(out), "--link", "sym",
+    assert pd.main(["tests5", "deblur", "lowlight", "--src", str(downloads), "--out", str(out), "--link", "sym",
                     "--no-progress"]) == 0
     rep = _report(out)
+    assert rep["test-urban100"]["found"] == 0 and "Urban100" in rep["test-urban100"]["skipped"]  # came with the group
+    assert not (out / "test/denoise/urban100").exists()
     assert (rep["test-rain100l"]["found"], rep["test-rain100l"]["expected"]) == (2, 100)
     assert rep["test-rain100l"]["count_ok"] is False and rep["test-rain100l"]["missing_count"] == 98
     assert rep["test-sots"]["found"] == 2 and rep["test-bsd68"]["found"] == 2
@@ -165,3 +167,13 @@ def test_complete_list_has_nothing_missing(tmp_path):
     assert rep["missing"] == ["rainy/rain-7.png"] and rep["loadable"] == 199 and rep["failed"] == []
     assert (out2 / "Train/Derain/gt/norain-8.png").samefile(tmp_path / "real.png")
     assert not (out2 / "Train/Derain/gt/norain-8.png").is_symlink()
+
+
+def test_group_run_keeps_sets_prepared_earlier(downloads, tmp_path):
+    out = tmp_path / "data"
+    assert pd.main(["test-sots", "--src", str(downloads), "--out", str(out), "--no-progress"]) == 0
+    # from a folder holding only LOL: the group's other sets are skipped, the earlier SOTS entry stays
+    assert pd.main(["tests5", "--src", str(downloads / "LOLdataset"), "--out", str(out), "--no-progress"]) == 0
+    rep = _report(out)
+    assert rep["test-sots"]["found"] == 2 and "skipped" not in rep["test-sots"]
+    assert rep["test-lol"]["found"] == 3 and rep["test-gopro"]["skipped"]
