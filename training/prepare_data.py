@@ -16,8 +16,9 @@ LOL). Output ``OUT/prepare_report.json``: per set ``listed`` (list entries, or t
 set without a list), ``found``, ``missing`` (names), ``ambiguous``, ``unpaired``, ``extra_ignored``
 (image files beside the used ones that the list does not name), ``failed`` (files that could not be
 linked: name + error), ``loadable`` (the set as the trainers read it back), the out folder and the
-list's sha256. A set of which nothing is found stops the command before anything is written
-(exit 2). Each set folder is a stage folder (``_stage.json``): rerunning with the same sources
+list's sha256. A named set of which nothing is found (or a request of which nothing is found) stops
+the command before anything is written (exit 2); an absent set that came with a group is skipped and
+reported. Each set folder is a stage folder (``_stage.json``): rerunning with the same sources
 resumes, other sources are refused unless ``--overwrite``.
 """
 
