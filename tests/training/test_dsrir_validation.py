@@ -77,7 +77,8 @@ def test_train_dsrir_validates_and_keeps_best(tmp_path, random_vgg_home_TEST_ONL
             "--lr", "2e-4", "--workers", "0", "--log-every", "1", "--ckpt-every", "1",
             "--keep-last", "5", "--no-progress", "--no-vgg-verify-hash", "--device", "cpu", "--val-every-epochs", "1"]
     assert train_dsrir.main(args + ["--val-dir", str(tmp_path / "no-such-dir")]) == 1
-    assert not out.exists() and "--val-dir: folder not found" in capsys.readouterr().err
+    assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+    assert "--val-dir: folder not found" in capsys.readouterr().err
     assert train_dsrir.main(args + ["--val-dir", str(vdir)]) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     vals = [r for r in records if "val/psnr/average" in r]
