@@ -171,10 +171,18 @@ def _patch_grids(cfg: ReportConfig, shards_dir: Path, raw_dir: Path, out: Path, 
     if dropped:
         chosen = rng.sample(dropped, min(cfg.samples, len(dropped)))
         sources = load_sources(raw_dir, [{"key": d["source_key"], "raw_shard": d["raw_shard"]} for d in chosen])
-        crops = [tiling.crop(sources[d["source_key"]], d["box"]) if d["source_key"] in sources else None for d in chosen]
+        crops = [_crop(sources.get(d["source_key"]), d["box"]) for d in chosen]
         paths["patches_dropped"] = thumbnail_grid(crops, [f"{d['key']}\nflat {d['flat_fraction']:.2f}" for d in chosen],
                                                   out / "patches_dropped.png", cfg.thumb, "random patches dropped as flat")
     return paths
+
+
+def _crop(rgb: np.ndarray | None, box) -> np.ndarray | None:
+    """The tile's pixels, or None (a grey square) when the raw image no longer covers the recorded box."""
+    if rgb is None:
+        return None
+    x0, y0, x1, y1 = box
+    return tiling.crop(rgb, box) if 0 <= x0 < x1 <= rgb.shape[1] and 0 <= y0 < y1 <= rgb.shape[0] else None
 
 
 def _shard_params(shards_dir: Path) -> dict:

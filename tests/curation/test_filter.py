@@ -97,3 +97,23 @@ def test_cli_writes_all_three_outputs(scores, tmp_path, capsys):
     for name in ("kept.parquet", "decisions.parquet", "filter_stats.json"):
         assert (tmp_path / "o" / name).exists()
     assert "kept 2 of 9" in capsys.readouterr().out
+
+
+def test_vectorised_decisions_equal_the_row_rule():
+    """decide() (column at a time) gives exactly row_reasons() on every kind of row."""
+    import random
+
+    from curation.filter import decide, row_reasons
+
+    rng = random.Random(3)
+    values = {"niqe": [None, math.nan, math.inf, 6.0, 6.0001, 2.0, 9.0], "brisque": [None, 45.0, 44.9, 45.1, -math.inf],
+              "nima": [None, math.nan, 4.5, 4.49, 7.0]}
+    rows = [_row(f"k{i}", **{m: rng.choice(v) for m, v in values.items()},
+                 status=rng.choice(["ok", "ok", "ok", "decode_error", "download_failed", None]),
+                 w=rng.choice([None, 1023, 1024, 3000]), h=rng.choice([None, 800, 1024, 2000])) for i in range(600)]
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    for thresholds, min_side in (({"niqe": 6.0, "brisque": 45.0, "nima": 4.5}, 1024), ({"nima": 5.0}, 1000), ({}, 0)):
+        got = decide(table, thresholds, min_side).to_pylist()
+        want = [";".join(row_reasons(r, thresholds, min_side)) or None for r in table.to_pylist()]
+        assert got == want
+    assert decide(table.slice(0, 0), {"niqe": 6.0}, 1024).to_pylist() == []
