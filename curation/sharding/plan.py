@@ -116,9 +116,10 @@ def _dedupe(keys: np.ndarray, shas: pa.ChunkedArray) -> tuple[np.ndarray, list[d
     and canonical row index -> duplicate keys (in row order)."""
     valid = pc.fill_null(pc.not_equal(shas, ""), False)  # null or "" : no hash, never a duplicate
     present = np.flatnonzero(valid.to_numpy(zero_copy_only=False))
-    _, first, inverse = np.unique(shas.filter(valid).to_numpy(zero_copy_only=False).astype(str),
-                                  return_index=True, return_inverse=True)
-    canonical = present[first[inverse]]
+    codes = shas.filter(valid).combine_chunks().dictionary_encode().indices  # hashing, no string sort
+    codes = codes.to_numpy(zero_copy_only=False).astype(np.int64)
+    _, first = np.unique(codes, return_index=True)  # codes are numbered by first appearance
+    canonical = present[first[codes]]
     is_dup = np.zeros(keys.size, bool)
     is_dup[present] = canonical != present
     duplicates, dup_keys = [], {}
