@@ -90,23 +90,25 @@ def table_stages(rows: int, work: Path, core: int) -> list[dict]:
             prep["synth_seconds"] = round(synth_s + res["seconds"], 1)
         res, wall, rss = run_child([stage_py, stage, str(root)], core)
         results.append({"stage": stage, "rows": rows, "seconds": round(res["seconds"], 4),
+                        "cpu_seconds": round(res["cpu_seconds"], 4),
                         "process_seconds": round(wall, 3), "peak_rss_mb": round(rss, 1),
                         "vm_hwm_mb": round(res["vm_hwm_mb"], 1), "result": res["result"]})
-        print(f"{stage:8s} rows={rows:>9,d} {res['seconds']:8.3f} s  {rss:7.1f} MB  (result {res['result']})", flush=True)
+        print(f"{stage:8s} rows={rows:>9,d} {res['seconds']:8.3f} s {res['cpu_seconds']:8.3f} CPU-s {rss:7.1f} MB "
+              f"(result {res['result']})", flush=True)
     for r in results:
         r["dataset"] = prep
     shutil.rmtree(root, ignore_errors=True)
     return results
 
 
-def growth(stages: list[dict]) -> dict[str, dict[str, float]]:
-    """Per stage: time ratio per 10× rows between consecutive sizes (normalised to exactly 10×)."""
+def growth(stages: list[dict], key: str = "seconds") -> dict[str, dict[str, float]]:
+    """Per stage: ratio of ``key`` per 10× rows between consecutive sizes (normalised to exactly 10×)."""
     out: dict[str, dict[str, float]] = {}
     for name in TABLE_STAGES:
-        pts = sorted((s["rows"], s["seconds"]) for s in stages if s["stage"] == name)
+        pts = sorted((s["rows"], s[key]) for s in stages if s["stage"] == name)
         for (r0, t0), (r1, t1) in zip(pts, pts[1:]):
             exponent = math.log10(r1 / r0)
-            out.setdefault(name, {})[f"{r0}->{r1}"] = round((t1 / max(t0, 1e-6)) ** (1 / exponent), 2)
+            out.setdefault(name, {})[f"{r0}->{r1}"] = round((max(t1, 1e-3) / max(t0, 1e-3)) ** (1 / exponent), 2)
     return out
 
 
@@ -121,9 +123,10 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": machine(), "config": {"rows": cfg.rows, "images": cfg.images}, "stages": []}
     try:
-        for rows in cfg.rows:
+        for rows in (r for r in cfg.rows if r > 0):  # --rows 0: image stages only
             result["stages"] += table_stages(rows, work, cfg.core)
         result["growth_per_10x"] = growth(result["stages"])
+        result["growth_per_10x_cpu"] = growth(result["stages"], "cpu_seconds")
         if cfg.images:
             import scale_images
 
