@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curation.layout import FILTER_METADATA_KEY, KEPT_REQUIRED, PLAN_ROW_SCHEMA, ShardId
 
-REQUIRED_COLUMNS = ("key", "raw_shard", "sha256", "width", "height")
+REQUIRED_COLUMNS = KEPT_REQUIRED
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -40,46 +41,41 @@ def parse_size(text: str | int) -> int:
 
 
 def raw_shard_id(value) -> str:
-    """Raw shard ids are zero-padded decimal strings; an integer column is padded to 5 digits."""
+    """The raw shard name of a kept row (an integer column is formatted like every raw shard name)."""
     if value is None:
         raise ValueError("kept row without raw_shard")
-    return f"{value:05d}" if isinstance(value, int) else str(value)
+    return ShardId.parse(value).name
 
 
-def _raw_shard_ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """:func:`raw_shard_id` for a whole column (integers zero-padded to 5 digits, strings as they are)."""
+def _raw_shard_ids(column: pa.ChunkedArray) -> pa.Array:
+    """:func:`raw_shard_id` for a whole column: each distinct value is parsed once (a few thousand at most)."""
     if column.null_count:
         raise ValueError("kept row without raw_shard")
-    if pa.types.is_integer(column.type):
-        return pc.utf8_lpad(column.cast(pa.string()), 5, "0")
-    return column.cast(pa.string())
-
-
-PLAN_SCHEMA = pa.schema([
-    ("key", pa.string()), ("raw_shard", pa.string()), ("source", pa.string()), ("url", pa.string()),
-    ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()), ("niqe", pa.float64()),
-    ("brisque", pa.float64()), ("nima", pa.float64()),
-])
+    codes = column.combine_chunks().dictionary_encode()
+    names = pa.array([raw_shard_id(v) for v in codes.dictionary.to_pylist()], pa.string())
+    return names.take(codes.indices)
 
 
 @dataclass
 class Plan:
     """The planned rows (kept images to tile, with their output ``shard`` index) and what was left out."""
 
-    table: pa.Table  # PLAN_SCHEMA + shard (int32) + duplicate_keys (list<string>), sorted by shard
+    table: pa.Table  # curation.layout.PLAN_SCHEMA (shard = patch shard name), sorted by shard
     n_shards: int
     duplicates: list[dict] = field(default_factory=list)  # {"key", "duplicate_of", "sha256"}
     too_small: list[str] = field(default_factory=list)  # keys of images smaller than one patch
     fingerprint: str = ""
 
     def summary(self) -> dict:
-        counts = np.bincount(self.table.column("shard").to_numpy(), minlength=self.n_shards) if self.n_shards else []
+        counts = np.zeros(self.n_shards, np.int64)
+        for row in pc.value_counts(self.table.column("shard")).to_pylist():  # one row per shard, not per image
+            counts[ShardId.parse(row["values"]).index] = row["counts"]
         return {"fingerprint": self.fingerprint, "n_shards": self.n_shards, "images": self.table.num_rows,
                 "images_per_shard": [int(c) for c in counts], "duplicates": self.duplicates, "too_small": self.too_small}
 
 
 def read_kept(path: str | Path) -> pa.Table:
-    """kept.parquet as a PLAN_SCHEMA table (only ``kept == True`` rows when the column exists), contract-checked."""
+    """kept.parquet as a PLAN_ROW_SCHEMA table (only ``kept == True`` rows when the column exists), contract-checked."""
     table = pq.read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
@@ -87,14 +83,14 @@ def read_kept(path: str | Path) -> pa.Table:
     if "kept" in table.column_names:
         table = table.filter(pc.fill_null(table.column("kept"), False))
     cols = {}
-    for f in PLAN_SCHEMA:
+    for f in PLAN_ROW_SCHEMA:
         if f.name == "raw_shard":
             cols[f.name] = _raw_shard_ids(table.column("raw_shard"))
         elif f.name in table.column_names:
             cols[f.name] = table.column(f.name).cast(f.type)
         else:
             cols[f.name] = pa.nulls(table.num_rows, f.type)
-    out = pa.table(cols, schema=PLAN_SCHEMA)
+    out = pa.table(cols, schema=PLAN_ROW_SCHEMA)
     if pc.count_distinct(out.column("key")).as_py() != out.num_rows:
         raise ValueError(f"{path}: duplicate keys in kept table")
     return out
@@ -133,7 +129,7 @@ def _dedupe(keys: np.ndarray, shas: pa.ChunkedArray) -> tuple[np.ndarray, list[d
 
 
 def _tile_counts(table: pa.Table, patch: int) -> np.ndarray:
-    """:func:`tile_count` per row; 1 where the size is unknown or zero (decoding decides)."""
+    """:func:`curation.sharding.tiling.tile_count` per row; 1 where the size is unknown or zero (decoding decides)."""
     w = pc.fill_null(table.column("width"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     h = pc.fill_null(table.column("height"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     known = (w != 0) & (h != 0)
@@ -166,7 +162,8 @@ def make_plan(table: pa.Table, patch: int, shard_bytes: int, bytes_per_pixel: fl
     rows = keep[n_tiles > 0]
     shard_of = _pack(((n_tiles[n_tiles > 0] * patch * patch).astype(np.float64) * bytes_per_pixel).tolist(), shard_bytes)
     planned = table.take(pa.array(rows, pa.int64()))
-    planned = planned.append_column("shard", pa.array(shard_of, pa.int32()))
+    names = pa.array([ShardId.patches(i).name for i in range(shard_of[-1] + 1 if shard_of else 0)], pa.string())
+    planned = planned.append_column("shard", names.take(pa.array(shard_of, pa.int64())))
     canon = np.array(sorted(dup_keys), np.int64)
     canon = canon[np.isin(canon, rows)]  # a too-small canonical image is not planned
     lengths = np.zeros(rows.size, np.int64)
@@ -187,4 +184,19 @@ def write_plan_table(plan: Plan, path: Path) -> None:
 
 def read_plan_rows(path: str | Path, index: int) -> list[dict]:
     """Rows planned for output shard ``index`` (row groups whose ``shard`` stats exclude it are skipped)."""
-    return pq.read_table(path, filters=[("shard", "=", index)]).to_pylist()
+    return pq.read_table(path, filters=[("shard", "=", ShardId.patches(index).name)]).to_pylist()
+
+
+def kept_max_pixels(path: str | Path) -> int | None:
+    """The decompression-bomb limit ``curation.filter`` kept these images under (its metadata), if recorded."""
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        value = json.loads(meta.get(FILTER_METADATA_KEY, b"{}")).get("max_pixels")
+    except ValueError:
+        return None
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def content_fingerprint(table: pa.Table) -> str:
+    """sha256 of the planned rows' identity (raw shard, key, sha256, size): what decides the patch set."""
+    return _fingerprint(table.sort_by([("raw_shard", "ascending"), ("key", "ascending")]), {})

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from curation import rawshards, report
+from curation.layout import ShardId
 from curation.sharding import plan as shardplan
 from curation.sharding.tiling import tile_count
 
@@ -72,10 +73,13 @@ def test_plan_equals_the_row_rule(seed):
     got = shardplan.make_plan(table, 512, 3_000_000, 1.8, params)
     want = _reference_plan(table, 512, 3_000_000, 1.8, params)
     assert got.fingerprint == want["fingerprint"]
-    assert list(zip(got.table.column("key").to_pylist(), got.table.column("shard").to_pylist())) == want["planned"]
+    names = [(k, ShardId.patches(i).name) for k, i in want["planned"]]
+    assert list(zip(got.table.column("key").to_pylist(), got.table.column("shard").to_pylist())) == names
     assert got.duplicates == want["duplicates"] and got.too_small == want["too_small"]
     assert dict(zip(got.table.column("key").to_pylist(), got.table.column("duplicate_keys").to_pylist())) == want["dup_keys"]
     assert got.n_shards == want["planned"][-1][1] + 1 > 3 and want["duplicates"] and want["too_small"]
+    summary = got.summary()
+    assert summary["images_per_shard"] == [sum(1 for _, i in want["planned"] if i == s) for s in range(got.n_shards)]
 
 
 def test_raw_shard_ids_vectorised(tmp_path):
@@ -86,6 +90,8 @@ def test_raw_shard_ids_vectorised(tmp_path):
 
     pq.write_table(table, path)
     assert shardplan.read_kept(path).column("raw_shard").to_pylist() == ["00007", "12345"]
+    pq.write_table(table.set_column(1, "raw_shard", pa.array(["7", "00012"])), path)
+    assert shardplan.read_kept(path).column("raw_shard").to_pylist() == ["00007", "00012"]  # names normalised
     pq.write_table(table.set_column(1, "raw_shard", pa.array([None, 3], pa.int64())), path)
     with pytest.raises(ValueError, match="without raw_shard"):
         shardplan.read_kept(path)
