@@ -46,6 +46,7 @@ def _plan(root: Path):
         shard._validate(cfg)
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         plan = shard.build_plan(cfg)
+        shard.stage_settings(cfg, plan, shard.shardplan.kept_max_pixels(cfg.kept) or 0)  # the folder's settings record
         shard._check_or_save_plan(Path(cfg.out), plan)  # plan.parquet + plan.json, as curation.shard does
         return plan.table.num_rows
 

@@ -7,7 +7,7 @@ modules, so a schema change there shows up here): raw shards as ``curation.inges
 ``done.json`` markers, ``manifest.json`` and ``shard_config.yaml`` as ``curation.shard`` writes
 them from its plan. Distributions are plausible for Laion-HR-like input: ≈ 6 % download failures,
 ≈ 10 % below the 1024-px minimum side, 1 % exact duplicates, NIQE/BRISQUE/NIMA around the
-thresholds so that ≈ 55-60 % are kept. Tars hold a tiny (8×8 PNG) thumbnail per sample so any random
+thresholds so that ≈ 50 % are kept. Tars hold a tiny (8×8 PNG) thumbnail per sample so any random
 sample the report draws can be decoded; pixel cost is measured by the image benchmark, not here.
 """
 
@@ -26,9 +26,8 @@ import yaml
 from PIL import Image
 
 from curation.ingest import SCHEMA as RAW_SCHEMA
-from curation.scoring.shard_task import METADATA_KEY
-from curation.scoring.shard_task import SCHEMA as SCORE_SCHEMA
-from curation.sharding.write import DROPPED_SCHEMA, PATCH_SCHEMA
+from curation.layout import DROPPED_SCHEMA, PATCH_SCHEMA, SCORE_SCHEMA
+from curation.layout import SCORE_METADATA_KEY as METADATA_KEY
 
 RAW_SHARD_SIZE = 1000  # curation.ingest --shard-size / curation.download --slice-size default
 SOURCES = np.array(["laion-hr", "div2k", "flickr2k", "lsdir"])
@@ -117,8 +116,9 @@ def write_raw_and_scores(root: Path, rows: int, seed: int = 0) -> dict:
         _write_tar(raw_dir / f"{sid}.tar", np.char.add(keys[ok_raw], ".png"), thumb)
         (raw_dir / f"{sid}_stats.json").write_text(json.dumps({"count": n, "successes": int(ok_raw.sum())}))
         v = rng.random(n)
-        status = np.where(~ok_raw, "download_failed", np.where(np.minimum(width, height) < 1024, "too_small",
-                          np.where(v < 0.01, "decode_error", np.where(v < 0.015, "extreme_aspect", "ok"))))
+        # score measures, the filter decides: small images are scored (status ok) and dropped by min side
+        status = np.where(~ok_raw, "download_failed", np.where(v < 0.01, "decode_error",
+                                                               np.where(v < 0.011, "too_large", "ok")))
         ok = status == "ok"
         metric = {"niqe": rng.normal(4.8, 1.1, n), "brisque": rng.normal(36, 9, n), "nima": rng.normal(5.0, 0.5, n)}
         cols = {"key": keys, "raw_shard": np.full(n, sid), "source": source, "url": url,
@@ -135,6 +135,7 @@ def write_patches(root: Path, patch: int = 512, seed: int = 1) -> dict:
     """shards/patches-*.{parquet,tar}, dropped-*.parquet, markers, manifest.json from shards/plan.parquet."""
     shards = root / "shards"
     plan = pq.read_table(shards / "plan.parquet")
+    plan_json = json.loads((shards / "plan.json").read_text())
     rng = np.random.default_rng(seed)
     w, h = plan.column("width").to_numpy(), plan.column("height").to_numpy()
     nx, ny = w // patch, h // patch
@@ -150,7 +151,7 @@ def write_patches(root: Path, patch: int = 512, seed: int = 1) -> dict:
     keys = pc.binary_join_element_wise(take.column("key"), xs, ys, "_")
     coords = np.stack([x0, y0, x0 + patch, y0 + patch], 1).astype(np.int32).ravel()
     box = pa.ListArray.from_arrays(pa.array(np.arange(0, coords.size + 1, 4, dtype=np.int32)), pa.array(coords))
-    shard_idx = take.column("shard").to_numpy()
+    shard_idx = pc.cast(pc.utf8_slice_codeunits(take.column("shard"), len("patches-")), pa.int64()).to_numpy()
     full = pa.table({
         "key": keys, "source_key": take.column("key"), "source_sha256": take.column("sha256"),
         "url": take.column("url"), "source": take.column("source"), "raw_shard": take.column("raw_shard"),
@@ -182,7 +183,8 @@ def write_patches(root: Path, patch: int = 512, seed: int = 1) -> dict:
     manifest = {"shards": [{"name": r["name"], "samples": r["samples"], "bytes": r["bytes"]} for r in records],
                 "total_samples": sum(r["samples"] for r in records), "patch_size": patch,
                 "images_tiled": plan.num_rows, "tiles_total": int(src.size), "tiles_dropped_flat": int(dropped_mask.sum()),
-                "image_errors": [], "duplicates": [], "too_small": []}
+                "image_errors": [], **{k: plan_json.get(k, []) for k in ("duplicates", "too_small")},
+                "plan_fingerprint": plan_json.get("fingerprint")}
     (shards / "manifest.json").write_text(json.dumps(manifest))
     (shards / "shard_config.yaml").write_text(yaml.safe_dump({"patch": patch, "max_flat": 0.5, "flat_cell": 64,
                                                               "flat_threshold": 1.0}))
