@@ -109,7 +109,7 @@ def _raw(folder: Path) -> None:
 
 def _run_stages(raw: Path, out: Path, engine: list[str]) -> None:
     """score → filter → shard, the engine given as --scheduler ADDR or --workers N."""
-    assert score.main([str(raw), "--out", str(out / "scores"), "--metrics", "niqe,brisque", "--min-side", "96",
+    assert score.main([str(raw), "--out", str(out / "scores"), "--metrics", "niqe,brisque",
                        *engine]) == 0
     curation_filter.main(["--scores", str(out / "scores"), "--thresholds", "niqe=100,brisque=200", "--min-side", "96",
                           "--out", str(out / "kept.parquet")])
