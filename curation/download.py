@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
-from curation.cluster import dask_client
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import SliceOptions, run_slice, status_counts
 from curation.downloading.urls import (
     Prefilter,
@@ -72,6 +72,7 @@ class DownloadConfig:
         "help": "Dask scheduler address (tcp://host:8786); default: a LocalCluster with --workers processes"})
     workers: int = field(default=2, metadata={
         "help": "LocalCluster worker processes, ignored with --scheduler (default: 2)"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     thread_count: int = field(default=16, metadata={
         "help": "download threads inside one slice (img2dataset thread_count) (default: 16)"})
     timeout: int = field(default=10, metadata={"help": "per-request timeout in seconds (default: 10)"})
@@ -172,7 +173,7 @@ def run(cfg: DownloadConfig) -> dict:
     raw.mkdir(parents=True, exist_ok=True)
     save_config(cfg, jobs_dir(raw) / "download_config.yaml")
     tally, started = _Tally(), time.time()
-    with dask_client(cfg.scheduler, cfg.workers) as client:
+    with dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         limit = cfg.max_in_flight or 2 * n_workers
         pending, token = as_completed(), uuid.uuid4().hex[:8]

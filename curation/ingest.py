@@ -36,7 +36,7 @@ from tqdm import tqdm
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DecodeError, decode_rgb, probe_size
-from curation.cluster import dask_client
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import TMP_DIR, clear_shard, key_digits
 from curation.rawshards import check_shard, shard_paths
 from curation.sharding.allocation import allocate, job_key, jobs_dir
@@ -70,6 +70,7 @@ class IngestConfig:
     workers: int = field(default=0, metadata={
         "help": "0: write shards in this process; N > 0: a LocalCluster with N worker processes, one task "
                 "per shard (ignored with --scheduler) (default: 0)"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
 
 
 def list_files(folder: Path, recursive: bool, extensions: list[str], exclude: Path | None = None) -> list[str]:
@@ -200,7 +201,7 @@ def _run_shards(cfg: IngestConfig, jobs: list[tuple[str, list[str]]], raw: Path,
                     bar.update(len(chunk))
                 results.append(res)
         return results
-    with dask_client(cfg.scheduler, cfg.workers) as client:
+    with dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address) as client:
         futures = [client.submit(ingest_shard, args[0], chunk, shard_id, *args[1:], pure=False, retries=1,
                                  key=f"ingest-{shard_id}-{uuid.uuid4().hex[:8]}") for shard_id, chunk in jobs]
         with tqdm(total=len(futures), desc=f"ingest {cfg.source}", unit="shard") as bar:

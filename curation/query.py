@@ -200,6 +200,9 @@ def format_table(table: pa.Table, max_rows: int) -> str:
 
 def main(argv: list[str] | None = None) -> pa.Table:
     cfg = parse_config(QueryConfig, argv)
+    if not Path(cfg.root).is_dir():
+        print(f"curation.query: --root {cfg.root} is not a folder", file=sys.stderr)
+        raise SystemExit(2)
     try:
         table = run_query(cfg.sql, cfg.root)
     except QueryRefused as exc:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
-from curation.cluster import dask_client
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.rawshards import list_complete_shards
 from curation.scoring.metrics import METRICS, parse_metrics, pyiqa_version
 from curation.scoring.shard_task import (
@@ -60,6 +60,7 @@ class ScoreConfig:
     nima_batch: int = field(default=16, metadata={"help": "images per NIMA forward pass"})
     scheduler: str | None = field(default=None, metadata={"help": "address of a running Dask scheduler (else a LocalCluster)"})
     workers: int = field(default=2, metadata={"help": "LocalCluster worker processes (1 thread each) when no --scheduler"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     retries: int = field(default=2, metadata={"help": "Dask retries per shard task (a killed worker is survived)"})
 
 
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               max_pixels=cfg.max_pixels, max_aspect=cfg.max_aspect, nima_batch=cfg.nima_batch)
     out_dir = Path(cfg.out).resolve()
     save_config(cfg, out_dir / "_score_config.yaml")
-    with dask_client(cfg.scheduler, cfg.workers) as client:
+    with dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address) as client:
         if cfg.scheduler:
             print(f"Dask dashboard: {client.dashboard_link}", flush=True)
         summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries)

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cliconfig import parse_config, save_config
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD
 from curation.sharding import flat
 from curation.sharding import plan as shardplan
 from curation.sharding.write import TileParams, publish_json, read_marker, write_shard
@@ -49,6 +50,7 @@ class ShardConfig:
     png_level: int = field(default=3, metadata={"help": "PNG (zlib) compression level 0-9; lossless at every level (default 3)"})
     scheduler: str | None = field(default=None, metadata={"help": "Dask scheduler address; default: a LocalCluster"})
     workers: int = field(default=2, metadata={"help": "LocalCluster worker processes; 0 runs in this process without Dask (default 2)"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     log_level: str = field(default="INFO", metadata={"help": "logging level (default INFO)"})
 
 
@@ -116,7 +118,7 @@ def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> 
 
     if cfg.log_level.upper() != "DEBUG":  # Dask's INFO chatter (set when distributed is imported) hides ours
         logging.getLogger("distributed").setLevel(logging.WARNING)
-    with dask_client(cfg.scheduler, max(cfg.workers, 1)) as client:
+    with dask_client(cfg.scheduler, max(cfg.workers, 1), dashboard_address=cfg.dashboard_address) as client:
         futures = [client.submit(write_shard, i, plan_path, raw, out, params,
                                  key=f"write-shard-{plan.fingerprint[:10]}-{i}", pure=False)
                    for i in pending]
