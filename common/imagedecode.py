@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb limit (2 × 89.5 MP)
+DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20  # --max-image-bytes: an encoded image file larger than this is refused
 
 
 class DecodeError(Exception):
