@@ -8,6 +8,10 @@ slices of ``--slice-size``; submit one Dask task per slice that is not already c
 ``skip_reencode=True``, webdataset output, sha256). Writes ``raw/NNNNN.tar/.parquet/_stats.json``
 per slice, ``raw/_jobs/download-<job>.json`` (pre-filter counts per file) and
 ``raw/_jobs/download_summary.json`` (this run's counts per status, images/s).
+
+Every URL is fetched under the download policy (``curation.downloading.fetch``, docs/security.md):
+http(s) only, public addresses only unless ``--allow-private-addresses``, at most ``--max-image-bytes``
+read, ``--image-deadline`` seconds in all; a refusal is the URL's recorded ``error_message``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
+from common.imagedecode import DEFAULT_MAX_IMAGE_BYTES
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import SliceOptions, run_slice, status_counts
 from curation.downloading.urls import (
@@ -75,7 +80,16 @@ class DownloadConfig:
     dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     thread_count: int = field(default=16, metadata={
         "help": "download threads inside one slice (img2dataset thread_count) (default: 16)"})
-    timeout: int = field(default=10, metadata={"help": "per-request timeout in seconds (default: 10)"})
+    timeout: int = field(default=10, metadata={"help": "per-request socket timeout in seconds (default: 10)"})
+    image_deadline: float = field(default=60.0, metadata={
+        "help": "total seconds one image may take, redirects and a slowly dripping body included; past it "
+                "the URL fails with a recorded error (default: 60)"})
+    max_image_bytes: int = field(default=DEFAULT_MAX_IMAGE_BYTES, metadata={
+        "help": "refuse a response body larger than this many bytes; never more is read (default: 67108864 = 64 MiB)"})
+    allow_private_addresses: bool = field(default=False, metadata={
+        "help": "also fetch from loopback, private, link-local, multicast and reserved addresses (an intranet or a "
+                "test server); by default such URLs, redirects to them and hosts resolving to them are refused "
+                "(default: --no-allow-private-addresses)"})
     retries: int = field(default=0, metadata={"help": "img2dataset retries per failed URL (default: 0)"})
     encode_format: str = field(default="jpg", metadata={
         "help": "jpg|png|webp: images already in this format keep their original bytes, others are "
@@ -153,7 +167,8 @@ def _options(cfg: DownloadConfig, slice_size: int) -> SliceOptions:
     return SliceOptions(slice_size=slice_size, min_side=cfg.min_side, thread_count=cfg.thread_count,
                         timeout=cfg.timeout, retries=cfg.retries, encode_format=cfg.encode_format,
                         encode_quality=cfg.encode_quality, max_pixels=cfg.max_pixels,
-                        slice_timeout=cfg.slice_timeout)
+                        slice_timeout=cfg.slice_timeout, max_image_bytes=cfg.max_image_bytes,
+                        image_deadline=cfg.image_deadline, allow_private_addresses=cfg.allow_private_addresses)
 
 
 def _collect(future, tally: _Tally, bar: tqdm) -> None:
@@ -232,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(DownloadConfig, argv)
     if cfg.slice_size < 1:
         raise SystemExit("--slice-size must be >= 1")
+    if cfg.max_image_bytes < 1 or cfg.image_deadline <= 0:
+        raise SystemExit("--max-image-bytes and --image-deadline must be > 0")
     if cfg.encode_format not in ("jpg", "png", "webp"):
         raise SystemExit(f"--encode-format must be jpg, png or webp (got {cfg.encode_format!r})")
     cfg = _resolve_encode_quality(cfg)
