@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
+from common.outputerrors import exit_on_write_error
 from common.imagedecode import DEFAULT_MAX_IMAGE_BYTES
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import SliceOptions, run_slice, status_counts
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.encode_format not in ("jpg", "png", "webp"):
         raise SystemExit(f"--encode-format must be jpg, png or webp (got {cfg.encode_format!r})")
     cfg = _resolve_encode_quality(cfg)
-    summary = run(cfg)
+    with exit_on_write_error("curation.download", cfg.out):
+        summary = run(cfg)
     if summary["failed_slices"]:
         _LOG.error("%d slice(s) failed; rerun the same command to retry them", len(summary["failed_slices"]))
     return summary

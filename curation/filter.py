@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.atomic import atomic_write_bytes, atomic_write_json
+from common.outputerrors import exit_on_write_error
 from common.cliconfig import parse_config, save_config
 from curation.scoring.metrics import METRICS
 from curation.scoring.shard_task import METADATA_KEY
@@ -138,9 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(FilterConfig, argv)
     try:
-        thresholds = parse_thresholds(cfg.thresholds) if cfg.thresholds else None
-        stats = filter_scores(cfg.scores, cfg.out, thresholds, cfg.min_side)
-        save_config(cfg, Path(cfg.out).with_name("filter_config.yaml"))
+        with exit_on_write_error("curation.filter", Path(cfg.out).parent):
+            thresholds = parse_thresholds(cfg.thresholds) if cfg.thresholds else None
+            stats = filter_scores(cfg.scores, cfg.out, thresholds, cfg.min_side)
+            save_config(cfg, Path(cfg.out).with_name("filter_config.yaml"))
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     print(f"kept {stats['kept']} of {stats['total']} ({stats['dropped']} dropped) with "

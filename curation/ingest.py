@@ -19,6 +19,7 @@ two ingests of the same folder write byte-identical parquets.
 from __future__ import annotations
 
 import errno
+import contextlib
 import hashlib
 import io
 import json
@@ -42,6 +43,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
+from common.outputerrors import exit_on_write_error
 from common.imagedecode import DEFAULT_MAX_IMAGE_BYTES, DecodeError, decode_rgb, error_text, probe_size
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import TMP_DIR, clear_shard, key_digits
@@ -195,6 +197,17 @@ def write_shard(folder: Path, rel_paths: list[str], shard_id: str, raw: Path, so
     """Write one shard in ``raw/_tmp/NNNNN`` then move it in (tar, parquet, completion marker last)."""
     work = raw / TMP_DIR / shard_id
     shutil.rmtree(work, ignore_errors=True)
+    try:
+        counts = _write_in(work, folder, rel_paths, shard_id, raw, source, digits, full_decode, on_file, max_bytes)
+    finally:  # also on a full disk: no partial tar left in raw/_tmp
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (raw / TMP_DIR).rmdir()  # only when empty (another shard may be writing)
+    return counts
+
+
+def _write_in(work: Path, folder: Path, rel_paths: list[str], shard_id: str, raw: Path, source: str, digits: int,
+              full_decode: bool, on_file: Callable[[], object] | None, max_bytes: int) -> Counter:
     work.mkdir(parents=True)
     tar_path, parquet_path, stats_path = shard_paths(work, shard_id)
     started, rows, counts = time.time(), [], Counter()
@@ -220,7 +233,6 @@ def write_shard(folder: Path, rel_paths: list[str], shard_id: str, raw: Path, so
         raise RuntimeError(f"ingest shard {shard_id} failed its own check: {reason}")
     for src, dst in zip(shard_paths(work, shard_id), shard_paths(raw, shard_id)):
         os.replace(src, dst)
-    shutil.rmtree(work, ignore_errors=True)
     return counts
 
 
@@ -316,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--shard-size must be >= 1")
     if cfg.max_image_bytes < 1:
         raise SystemExit("--max-image-bytes must be >= 1")
-    return run(cfg)
+    with exit_on_write_error("curation.ingest", cfg.out):
+        return run(cfg)
 
 
 if __name__ == "__main__":

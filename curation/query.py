@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.cliconfig import parse_config
+from common.outputerrors import exit_on_write_error
 
 _LOG = logging.getLogger("curation.query")
 READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
@@ -183,11 +184,14 @@ def _write_atomic(table: pa.Table, path: str, kind: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    if kind == "csv":  # nested columns (box) are written as JSON text: "[x0, y0, x1, y1]"
-        _flatten_nested(table).to_pandas().to_csv(tmp, index=False)
-    else:
-        pq.write_table(table, tmp)
-    os.replace(tmp, target)
+    try:
+        if kind == "csv":  # nested columns (box) are written as JSON text: "[x0, y0, x1, y1]"
+            _flatten_nested(table).to_pandas().to_csv(tmp, index=False)
+        else:
+            pq.write_table(table, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def format_table(table: pa.Table, max_rows: int) -> str:
@@ -209,12 +213,11 @@ def main(argv: list[str] | None = None) -> pa.Table:
         raise SystemExit(f"curation.query: {exc}") from exc
     except (ValueError, duckdb.Error) as exc:
         raise SystemExit(f"curation.query: query failed: {exc}") from exc
-    if cfg.csv:
-        _write_atomic(table, cfg.csv, "csv")
-        print(f"wrote {table.num_rows} row(s) to {cfg.csv}")
-    if cfg.parquet:
-        _write_atomic(table, cfg.parquet, "parquet")
-        print(f"wrote {table.num_rows} row(s) to {cfg.parquet}")
+    for path, kind in ((cfg.csv, "csv"), (cfg.parquet, "parquet")):
+        if path:
+            with exit_on_write_error("curation.query", Path(path).parent):
+                _write_atomic(table, path, kind)
+            print(f"wrote {table.num_rows} row(s) to {path}")
     if not cfg.csv and not cfg.parquet:
         sys.stdout.write(format_table(table, cfg.max_rows) + "\n")
     return table

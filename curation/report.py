@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from common.atomic import atomic_write_text
+from common.outputerrors import exit_on_write_error
 from common.cliconfig import parse_config
 from curation import flatviz
 from curation.query import table_sources
@@ -259,7 +260,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         print(f"curation.report: --root {cfg.root} is not a folder", file=sys.stderr)
         raise SystemExit(2)
     try:
-        return build_report(cfg)
+        with exit_on_write_error("curation.report", cfg.out):
+            return build_report(cfg)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"curation.report: {exc}") from exc
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
+from common.outputerrors import exit_on_write_error
 from common.imagedecode import DEFAULT_MAX_PIXELS
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.rawshards import list_complete_shards
@@ -167,12 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = build_settings(metrics, weight_paths, device=cfg.device, min_side=cfg.min_side,
                               max_pixels=cfg.max_pixels, max_aspect=cfg.max_aspect, nima_batch=cfg.nima_batch)
     out_dir = Path(cfg.out).resolve()
-    save_config(cfg, out_dir / "_score_config.yaml")
-    with dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address) as client:
-        if cfg.scheduler:
-            print(f"Dask dashboard: {client.dashboard_link}", flush=True)
-        summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries)
-    _print_summary(summary, out_dir)
+    with exit_on_write_error("curation.score", out_dir):
+        save_config(cfg, out_dir / "_score_config.yaml")
+        with dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address) as client:
+            if cfg.scheduler:
+                print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+            summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries)
+        _print_summary(summary, out_dir)
     return 1 if summary.shards_failed else 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cliconfig import parse_config, save_config
+from common.outputerrors import exit_on_write_error
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD
 from curation.sharding import flat
 from curation.sharding import plan as shardplan
@@ -179,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return run(cfg)
+        with exit_on_write_error("curation.shard", cfg.out):
+            return run(cfg)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"curation.shard: {exc}") from exc
 

@@ -139,6 +139,16 @@ def run_slice(shard_id: str, rows: pa.Table, raw_dir: str, opts: SliceOptions) -
         shutil.rmtree(stale, ignore_errors=True)
     # A private folder per attempt: an orphaned img2dataset child of a dead worker cannot touch this one.
     work = raw / TMP_DIR / f"{shard_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        _download_into(work, shard_id, rows, raw, opts)
+    finally:  # success or failure (a full disk included): the private scratch folder goes
+        shutil.rmtree(work, ignore_errors=True)
+    summary = status_counts(shard_paths(raw, shard_id)[1])
+    return {"shard": shard_id, "skipped": False, "redo_reason": None if reason.startswith("missing") and not removed
+            else reason, "removed": removed, "seconds": time.time() - started, **summary}
+
+
+def _download_into(work: Path, shard_id: str, rows: pa.Table, raw: Path, opts: SliceOptions) -> None:
     (work / "out").mkdir(parents=True)
     input_path = work / "urls.parquet"
     pq.write_table(rows, input_path)
@@ -150,10 +160,6 @@ def run_slice(shard_id: str, rows: pa.Table, raw_dir: str, opts: SliceOptions) -
     kwargs_path.write_text(json.dumps(kwargs, indent=2))
     _run_child(kwargs_path, work / "img2dataset.log", opts.slice_timeout, opts.fetch_policy())
     _publish(work / "out", raw, shard_id)
-    shutil.rmtree(work, ignore_errors=True)
-    summary = status_counts(shard_paths(raw, shard_id)[1])
-    return {"shard": shard_id, "skipped": False, "redo_reason": None if reason.startswith("missing") and not removed
-            else reason, "removed": removed, "seconds": time.time() - started, **summary}
 
 
 def key_digits(slice_size: int) -> int:
