@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -30,7 +31,10 @@ def dask_client(scheduler: str | None = None, workers: int = 2, threads_per_work
     Worker processes use one thread each: Dask sets ``OMP_NUM_THREADS=1`` in workers, and torch code
     run in tasks should also call ``torch.set_num_threads(1)``.
     """
-    from dask.distributed import Client, LocalCluster  # here: shard --workers 0 imports this module without Dask
+    from dask.distributed import (  # here: shard --workers 0 imports this module without Dask
+        Client,
+        LocalCluster,
+    )
 
     if scheduler:
         client = Client(scheduler)

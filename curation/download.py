@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
-from common.outputerrors import exit_on_write_error
 from common.imagedecode import DEFAULT_MAX_IMAGE_BYTES
+from common.outputerrors import exit_on_write_error
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import SliceOptions, run_slice, status_counts
 from curation.downloading.urls import (

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.atomic import atomic_write_bytes, atomic_write_json
-from common.outputerrors import exit_on_write_error
 from common.cliconfig import parse_config, save_config
+from common.outputerrors import exit_on_write_error
 from curation.scoring.metrics import METRICS
 from curation.scoring.shard_task import METADATA_KEY
 

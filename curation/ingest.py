@@ -18,8 +18,8 @@ two ingests of the same folder write byte-identical parquets.
 
 from __future__ import annotations
 
-import errno
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -43,8 +43,14 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
+from common.imagedecode import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DecodeError,
+    decode_rgb,
+    error_text,
+    probe_size,
+)
 from common.outputerrors import exit_on_write_error
-from common.imagedecode import DEFAULT_MAX_IMAGE_BYTES, DecodeError, decode_rgb, error_text, probe_size
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import TMP_DIR, clear_shard, key_digits
 from curation.rawshards import check_shard, shard_paths

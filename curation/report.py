@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from common.atomic import atomic_write_text
-from common.outputerrors import exit_on_write_error
 from common.cliconfig import parse_config
+from common.outputerrors import exit_on_write_error
 from curation import flatviz
 from curation.query import table_sources
 from curation.reporting.grid import load_sources, patch_grid_from_tars, thumbnail_grid

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
-from common.outputerrors import exit_on_write_error
 from common.imagedecode import DEFAULT_MAX_PIXELS
+from common.outputerrors import exit_on_write_error
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.rawshards import list_complete_shards
 from curation.scoring.metrics import METRICS, parse_metrics, pyiqa_version

@@ -29,7 +29,7 @@ _USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 F
 
 def install_fetch_policy(policy: FetchPolicy) -> None:
     """Make img2dataset fetch every URL through :func:`fetch` under ``policy`` (in this process)."""
-    import img2dataset.downloader as downloader
+    from img2dataset import downloader
 
     def download_image(row, timeout, user_agent_token, disallowed_header_directives):
         key, url = row

@@ -110,7 +110,7 @@ def _disk_full(limit: int):
 def _run_full(module: str, args: list[str], limit: int) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300, check=False,
                           env=env, preexec_fn=_disk_full(limit), cwd=REPO)
 
 

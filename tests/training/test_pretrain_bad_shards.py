@@ -59,9 +59,9 @@ def test_a_stream_of_only_unreadable_shards_stops_with_an_error(tmp_path, caplog
     pipeline = build_pipeline([str(tmp_path / "a.tar"), str(tmp_path / "b.tar")], crop=32, batch_size=2,
                               degrade=DegradeConfig(degrade_block=16, mask_block=8), shuffle_buffer=8,
                               max_empty_shards=50)
-    with caplog.at_level(logging.WARNING, logger="training.data"):
-        with pytest.raises(EmptyStreamError, match="52 shards drawn in a row"):
-            next(BatchStream(pipeline))
+    with caplog.at_level(logging.WARNING, logger="training.data"), \
+            pytest.raises(EmptyStreamError, match="52 shards drawn in a row"):
+        next(BatchStream(pipeline))
     skip_lines = [r for r in caplog.records if "skipped corrupt" in r.getMessage()]
     assert 1 <= len(skip_lines) <= 5 + 6  # first five, then powers of two only (52 failures -> 8, 16, 32)
 
