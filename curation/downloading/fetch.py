@@ -74,8 +74,8 @@ def vetted_addresses(host: str, port: int, policy: FetchPolicy) -> list[tuple]:
         for info in infos:
             problem = address_problem(info[4][0])
             if problem:
-                raise FetchRefused(f"refused: {host} resolves to {info[4][0]}, a {problem} address "
-                                   "(pass --allow-private-addresses to allow)")
+                where = f"{host} is" if host.strip("[]") == info[4][0] else f"{host} resolves to {info[4][0]},"
+                raise FetchRefused(f"refused: {where} a {problem} address (pass --allow-private-addresses to allow)")
     return infos
 
 
