@@ -14,6 +14,11 @@ device, also behind a symlink (``not_a_regular_file``), and a file over ``--max-
 (``too_large``; at most that many bytes + 1 are ever read) get a status row. The walk never follows
 symlinked folders, so it cannot cycle. Recorded messages are deterministic (no memory addresses):
 two ingests of the same folder write byte-identical parquets.
+
+Stage contract (``common.stagefolder`` via ``allocation.open_raw_job``): ``raw/`` is locked while the
+ingest runs (a second ingest / download into it exits 2 naming the holder); the settings this
+``--folder`` + ``--source`` was ingested with are recorded in ``raw/_jobs/ingest-<source>-<id>/``; a
+rerun with others exits 2 naming them unless ``--overwrite`` (which deletes its raw shards).
 """
 
 from __future__ import annotations
@@ -51,10 +56,11 @@ from common.imagedecode import (
     probe_size,
 )
 from common.outputerrors import exit_on_write_error
+from common.stagefolder import StageRefused, refuse_exit
 from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import TMP_DIR, clear_shard, key_digits
 from curation.rawshards import check_shard, shard_paths
-from curation.sharding.allocation import allocate, job_key, jobs_dir
+from curation.sharding.allocation import allocate, job_key, jobs_dir, open_raw_job
 
 _LOG = logging.getLogger("curation.ingest")
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "GIF": "gif",
@@ -89,6 +95,10 @@ class IngestConfig:
         "help": "0: write shards in this process; N > 0: a LocalCluster with N worker processes, one task "
                 "per shard (ignored with --scheduler) (default: 0)"})
     dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
+    overwrite: bool = field(default=False, metadata={
+        "help": "when this --folder/--source was ingested into --out with other settings (--recursive, "
+                "--extensions, --full-decode): delete its raw shards and ingest again (default: refuse with "
+                "exit code 2, naming each difference)"})
 
 
 def list_files(folder: Path, recursive: bool, extensions: list[str], exclude: Path | None = None) -> list[str]:
@@ -293,11 +303,26 @@ def _run_shards(cfg: IngestConfig, jobs: list[tuple[str, list[str]]], raw: Path,
     return results
 
 
+def stage_settings(cfg: IngestConfig) -> dict:
+    """What decides this folder's raw shards (not workers or the scheduler; shard size is fixed at first run)."""
+    return {"recursive": cfg.recursive, "extensions": sorted(e.lower().lstrip(".") for e in cfg.extensions),
+            "full_decode": cfg.full_decode, "max_image_bytes": cfg.max_image_bytes}
+
+
 def run(cfg: IngestConfig) -> dict:
+    """Lock ``--out``, check the settings of this folder + source, then ingest (see :func:`ingest`)."""
     folder, raw = Path(cfg.folder), Path(cfg.out)
     if not folder.is_dir():
         raise SystemExit(f"--folder {folder} is not a folder")
     raw.mkdir(parents=True, exist_ok=True)
+    identity = {"folder": str(folder.resolve()), "source": cfg.source}
+    with open_raw_job(raw, "ingest", identity, stage_settings(cfg), overwrite=cfg.overwrite):
+        return ingest(cfg)
+
+
+def ingest(cfg: IngestConfig) -> dict:
+    """Plan the folder's shards, skip complete ones, write the rest; return the summary (also written)."""
+    folder, raw = Path(cfg.folder), Path(cfg.out)
     save_config(cfg, jobs_dir(raw) / "ingest_config.yaml")
     rel_paths = list_files(folder, cfg.recursive, cfg.extensions, exclude=raw)
     spec = {"kind": "ingest", "folder": str(folder.resolve()), "source": cfg.source, "recursive": cfg.recursive,
@@ -334,8 +359,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--shard-size must be >= 1")
     if cfg.max_image_bytes < 1:
         raise SystemExit("--max-image-bytes must be >= 1")
-    with exit_on_write_error("curation.ingest", cfg.out):
-        return run(cfg)
+    try:
+        with exit_on_write_error("curation.ingest", cfg.out):
+            return run(cfg)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
 
 
 if __name__ == "__main__":

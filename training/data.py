@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
 import logging
 import os
 import random
@@ -36,6 +35,7 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from common.pngcodec import decode_png
+from curation.layout import MANIFEST_NAME, Manifest
 from training.degrade import DegradeConfig, corrupt
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,21 @@ MAX_EMPTY_SHARDS = 200  # shards drawn in a row without one usable sample before
 class ShardSet:
     urls: list[str]
     total_samples: int | None  # from manifest.json when there is one
+    patch_size: int | None = None  # from manifest.json (the smallest, over several manifests)
+
+
+class CropTooLarge(ValueError):
+    """``--crop`` larger than the patches: the stream would never yield a sample."""
+
+
+def check_crop(shards: ShardSet, crop: int, flag: str = "--crop") -> None:
+    """Refuse at start-up a crop the patches cannot provide (known from the manifest's patch size)."""
+    if shards.patch_size is not None and crop > shards.patch_size:
+        raise CropTooLarge(f"{flag} {crop} is larger than the {shards.patch_size}-px patches of these shards "
+                           f"(manifest patch_size); use {flag} <= {shards.patch_size} or shards cut with a larger --patch")
 
 
 # ---- shard resolution and opening -------------------------------------------------------------
-
-def _read_manifest(url: str) -> dict:
-    import fsspec
-
-    with fsspec.open(url, "rt") as fh:
-        return json.load(fh)
 
 
 def _is_dir_like(spec: str) -> bool:
@@ -120,24 +126,26 @@ def resolve_shards(specs: str | Iterable[str]) -> ShardSet:
     specs = [specs] if isinstance(specs, str) else list(specs)
     urls: list[str] = []
     total: int | None = 0
+    patch_sizes: list[int] = []
     for spec in specs:
-        if spec.endswith("manifest.json") or _is_dir_like(spec):
-            manifest_url = spec if spec.endswith("manifest.json") else spec.rstrip("/") + "/manifest.json"
+        if spec.endswith(MANIFEST_NAME) or _is_dir_like(spec):
+            manifest_url = spec if spec.endswith(MANIFEST_NAME) else spec.rstrip("/") + "/" + MANIFEST_NAME
             base = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
             local = _local_path(manifest_url)
             if local is not None and not os.path.isfile(local):
                 raise ShardsNotFound(f"--shards {spec}: {local} does not exist (a folder needs the manifest.json "
                                      "that curation.shard writes; or give a shard pattern)")
-            manifest = _read_manifest(manifest_url)
-            urls += [f"{base}/{s['name']}" for s in manifest["shards"]]
-            total = None if total is None else total + int(manifest.get("total_samples", 0))
+            manifest = Manifest.read(manifest_url)  # the curation contract (curation.layout)
+            urls += manifest.shard_urls(base)
+            total = None if total is None else total + manifest.total_samples
+            patch_sizes.append(manifest.patch_size)
         else:
             urls += _expand_pattern(spec)
             total = None
     if not urls:
         raise ShardsNotFound(f"no shards found in {specs}")
     _check_local(urls, specs)
-    return ShardSet(urls=urls, total_samples=total)
+    return ShardSet(urls=urls, total_samples=total, patch_size=min(patch_sizes) if patch_sizes else None)
 
 
 def open_shards(sources: Iterable[dict], handler) -> Iterator[dict]:
@@ -385,7 +393,9 @@ def load_val_set(specs: str | Iterable[str], *, count: int, crop: int, degrade: 
     """First ``count`` decodable samples of the held-out shards: centre crops, corrupted deterministically."""
     degrade.validate(crop)
     handler = CountingHandler("validation sample")
-    samples = group_by_keys(tar_file_expander(open_shards(({"url": u} for u in resolve_shards(specs).urls),
+    shard_set = resolve_shards(specs)
+    check_crop(shard_set, crop)
+    samples = group_by_keys(tar_file_expander(open_shards(({"url": u} for u in shard_set.urls),
                                                           handler), handler=handler), handler=handler)
     lq, gt = [], []
     for sample in samples:

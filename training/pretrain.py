@@ -25,9 +25,11 @@ from dynet_model.config import ModelConfig
 from dynet_model.variants import parse_reuse
 from training.data import (
     BatchStream,
+    CropTooLarge,
     EmptyStreamError,
     ShardsNotFound,
     build_pipeline,
+    check_crop,
     load_val_set,
     resolve_shards,
     sample_rng,
@@ -64,6 +66,7 @@ class PretrainData:
     def __init__(self, cfg: PretrainConfig, env: DistEnv) -> None:
         self.cfg, self.env = cfg, env
         self.shards = resolve_shards(cfg.shards)
+        check_crop(self.shards, cfg.crop)  # at start-up: a crop larger than the patches never yields a batch
         self.degrade = degrade_config(cfg)
         self.stream: BatchStream | None = None
         self.skipped_before = 0
@@ -161,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = init_distributed(cfg.device)
     try:
         result = run(cfg, env)
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, CropTooLarge) as exc:
         log.error("%s", exc)
         sys.exit(2)
     except EmptyStreamError as exc:
