@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from common.atomic import atomic_write_bytes, atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
+from common.outputerrors import exit_on_write_error
 from curation.layout import (
     DECISIONS_SCHEMA,
     FILTER_METADATA_KEY,
@@ -215,9 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(FilterConfig, argv)
     try:
-        thresholds = Thresholds.parse(cfg.thresholds) if cfg.thresholds else None
-        stats = filter_scores(cfg.scores, cfg.out, thresholds, cfg.min_side, cfg.max_aspect, cfg.max_pixels)
-        save_config(cfg, Path(cfg.out).with_name("filter_config.yaml"))
+        with exit_on_write_error("curation.filter", Path(cfg.out).parent):
+            thresholds = Thresholds.parse(cfg.thresholds) if cfg.thresholds else None
+            stats = filter_scores(cfg.scores, cfg.out, thresholds, cfg.min_side, cfg.max_aspect, cfg.max_pixels)
+            save_config(cfg, Path(cfg.out).with_name("filter_config.yaml"))
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     print(f"kept {stats['kept']} of {stats['total']} ({stats['dropped']} dropped) with "

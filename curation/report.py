@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import yaml
 
 from common.atomic import atomic_write_text
 from common.cliconfig import parse_config
+from common.outputerrors import exit_on_write_error
 from curation import flatviz
 from curation.layout import METRIC_COLUMNS
 from curation.layout import METRICS as METRIC_TABLE
@@ -307,8 +309,12 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     cfg = parse_config(ReportConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not Path(cfg.root).is_dir():  # a typo must not produce an empty report that looks like a result
+        print(f"curation.report: --root {cfg.root} is not a folder", file=sys.stderr)
+        raise SystemExit(2)
     try:
-        return build_report(cfg)
+        with exit_on_write_error("curation.report", cfg.out):
+            return build_report(cfg)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"curation.report: {exc}") from exc
 
