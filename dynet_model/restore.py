@@ -31,8 +31,8 @@ from common.cliconfig import parse_config, save_config
 from common.imagedecode import DecodeError, decode_rgb
 
 from .config import AnyConfig
+from .inference import restore_image
 from .loading import load_any, set_reuse
-from .tiling import restore_tiled
 
 _LOG = logging.getLogger("dynet_model.restore")
 WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -99,9 +99,8 @@ def encode(rgb: np.ndarray, path: Path, jpeg_quality: int) -> bytes:
 
 
 def restore_array(model: torch.nn.Module, rgb: np.ndarray, tile: int, overlap: int, device: str) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(rgb).copy()).permute(2, 0, 1)[None].float().div(255.0).to(device)
-    y = restore_tiled(model, x, tile=tile, overlap=overlap)
-    return (y[0].clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy())
+    """uint8 H x W x 3 -> restored uint8 (the model already sits on ``device``)."""
+    return restore_image(model, rgb, tile=tile, overlap=overlap)
 
 
 def restore_one(model, src: Path, dst: Path, cfg: RestoreConfig) -> dict:

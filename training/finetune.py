@@ -13,7 +13,6 @@ to a step-based schedule. See docs/training-finetune-evaluate.md.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.stagefolder import StageRefused, refuse_exit
 from training import restoration_data as rd
+from training.augment import draw_depth
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.finetune_schedule import (
     Schedule,
@@ -98,8 +98,8 @@ def make_step_fn(*, arch: str, variant: str, seed: int):
         if arch != "dynet":
             out = model(batch["lq"])
         else:
-            if fixed is None:  # same draw on every rank: a function of (seed, step)
-                reuse = s if random.Random(seed * 1_000_003 + step).random() < 0.5 else l
+            if fixed is None:  # same draw on every rank, the one pre-training uses: a function of (seed, step)
+                reuse = draw_depth((s, l), seed, step)
                 tag = "S" if reuse == s else "L"
             else:
                 reuse = fixed

@@ -29,8 +29,8 @@ from training.data import (
     build_pipeline,
     load_val_set,
     resolve_shards,
-    sample_rng,
 )
+from training.augment import draw_depth_index
 from training.degrade import DegradeConfig
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.loop import LoopConfig, NonFiniteLossError, OptimConfig, StepResult, train
@@ -49,7 +49,7 @@ class DynamicDepthStep:
     seed: int = 0
 
     def pick(self, step: int) -> int:
-        return int(sample_rng(self.seed, 0xD7, step).integers(len(self.variants)))
+        return draw_depth_index(len(self.variants), self.seed, step)
 
     def __call__(self, model: torch.nn.Module, batch: dict, step: int) -> StepResult:
         reuse = self.variants[self.pick(step)]
