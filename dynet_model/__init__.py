@@ -21,7 +21,7 @@ _API = {
     "load_model": "loading", "load_any": "loading", "save_model": "checkpoint",
     "restore_image": "inference", "parse_reuse": "variants",
 }
-__all__ = sorted(_API)
+__all__ = list(_API)
 
 
 def __getattr__(name: str):

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from common.atomic import atomic_write_bytes
 

@@ -29,7 +29,7 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from common.pngcodec import decode_png
-from training.augment import random_orientation, sample_rng  # noqa: F401  (sample_rng: re-exported)
+from training.augment import random_orientation, sample_rng
 from training.degrade import DegradeConfig, corrupt
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,13 @@ from common.stagefolder import StageRefused, refuse_exit
 from dynet_model.build import build_model
 from dynet_model.config import ModelConfig
 from dynet_model.variants import parse_reuse
+from training.augment import draw_depth_index
 from training.data import (
     BatchStream,
     build_pipeline,
     load_val_set,
     resolve_shards,
 )
-from training.augment import draw_depth_index
 from training.degrade import DegradeConfig
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.loop import LoopConfig, NonFiniteLossError, OptimConfig, StepResult, train

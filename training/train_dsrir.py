@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(TrainDSRIRConfig, argv)
     try:
         # --max-steps is a stop point here (the schedule spans all epochs): it may change on resume
-        with open_run_folder(cfg.out, "train_dsrir", run_settings(cfg, also_exclude=("max_steps", "ckpt_every")),
-                             resume=cfg.resume, overwrite=cfg.overwrite):
+        settings = run_settings(cfg, also_exclude=("max_steps", "ckpt_every", "vgg_verify_hash"))
+        with open_run_folder(cfg.out, "train_dsrir", settings, resume=cfg.resume, overwrite=cfg.overwrite):
             result = run(cfg)
     except StageRefused as exc:
         raise refuse_exit(exc) from None

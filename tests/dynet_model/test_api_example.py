@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "model.md"
 
 def example_code() -> str:
     text = DOC.read_text()
-    match = re.search(r"<!-- api-example:[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    match = re.search(r"<!-- api-example:[^>]*-->\s*```python\n(.*?)```", text, re.DOTALL)
     assert match, "docs/model.md lost its api-example block"
     return match.group(1)
 
