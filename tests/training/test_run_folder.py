@@ -66,6 +66,9 @@ def test_cosine_schedule_makes_max_steps_a_setting(tmp_path, shards, capsys):
     main([*args, "--max-steps", "2"])
     code, err = _exit_code([*args, "--max-steps", "4", "--resume"], capsys)
     assert code == 2 and "max_steps: recorded 2, now 4" in err
+    main([*args, "--max-steps", "3", "--resume", "--overwrite"])  # other settings + --overwrite: a fresh run
+    assert _steps(out) == [1, 2, 3]
+    assert json.loads((out / "_stage.json").read_text())["settings"]["max_steps"] == 3
 
 
 def test_failed_start_leaves_no_run_to_refuse(tmp_path, shards):

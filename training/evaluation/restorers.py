@@ -1,4 +1,4 @@
-"""Restoration models as evaluate / fine-tune see them: our checkpoints, official ones, or identity.
+"""Restoration models as evaluate / fine-tune see them: any checkpoint (via dynet_model.loading.load_any) or identity.
 
 ``Restorer`` wraps a model (or nothing, for ``identity``) with the reuse vector to run it at, so
 evaluation code never needs to know the architecture. The dynet_model package is imported lazily so
@@ -45,13 +45,6 @@ class Restorer:
         if isinstance(out, (tuple, list)):  # multi-output nets: the first is the restored image
             out = out[0]
         return out
-
-
-def resolve_model_file(path: str | Path) -> Path:
-    """A model file, or a training checkpoint folder (``.../step_NNNNNNN/``) -> its ``model.safetensors``."""
-    from dynet_model.loading import resolve_checkpoint
-
-    return resolve_checkpoint(path)
 
 
 def identity_restorer() -> Restorer:
