@@ -9,8 +9,8 @@ a *checkpoint* is
 - an official DyNet / PromptIR / DSRIR release ``.ckpt`` / ``.pth`` (PyTorch Lightning
   ``{"state_dict": {"net.<key>": ...}}`` or a bare state dict, fp16 or fp32), read with
   ``torch.load(weights_only=True)`` only. Such a file carries no config: its architecture is
-  ``arch`` when given, else detected as the one architecture whose paper-size network the mapped
-  keys and shapes fit exactly.
+  ``arch`` when given, else detected as the architecture whose paper-size network the mapped keys
+  and shapes fit exactly (the architectures' key sets differ, so at most one fits).
 
 Nothing is unpickled; loading is strict (no missing, unexpected or mis-shaped tensor).
 """
@@ -78,8 +78,8 @@ def map_official(official: dict[str, torch.Tensor], arch: str | None, path: Path
     if arch is not None:
         state, skipped = map_official_state(official, arch)
         return default_config(arch), state, skipped
-    fitting, reasons = [], []
-    for candidate in ALL_ARCHS:
+    reasons = []
+    for candidate in ALL_ARCHS:  # key sets differ between the architectures: the first exact fit is the one
         try:
             state, skipped = map_official_state(official, candidate)
         except (ValueError, KeyError) as exc:
@@ -87,14 +87,10 @@ def map_official(official: dict[str, torch.Tensor], arch: str | None, path: Path
             continue
         cfg = default_config(candidate)
         if _fits(state, cfg):
-            fitting.append((cfg, state, skipped))
-        else:
-            reasons.append(f"{candidate}: keys or shapes differ from the paper-size network")
-    if len(fitting) != 1:
-        found = [f[0].arch for f in fitting]
-        raise ValueError(f"{path}: cannot tell the architecture of this official checkpoint "
-                         f"({'several fit: ' + str(found) if found else '; '.join(reasons)}); pass arch / --arch")
-    return fitting[0]
+            return cfg, state, skipped
+        reasons.append(f"{candidate}: keys or shapes differ from the paper-size network")
+    raise ValueError(f"{path}: cannot tell the architecture of this official checkpoint ({'; '.join(reasons)}); "
+                     "pass arch / --arch")
 
 
 def load_any(path: str | os.PathLike, *, arch: str | None = None, device: str | torch.device = "cpu"
