@@ -27,7 +27,9 @@ from dynet_model.variants import parse_reuse
 from training.augment import draw_depth_index
 from training.data import (
     BatchStream,
+    CropTooLarge,
     build_pipeline,
+    check_crop,
     load_val_set,
     resolve_shards,
 )
@@ -64,6 +66,7 @@ class PretrainData:
     def __init__(self, cfg: PretrainConfig, env: DistEnv) -> None:
         self.cfg, self.env = cfg, env
         self.shards = resolve_shards(cfg.shards)
+        check_crop(self.shards, cfg.crop)  # at start-up: a crop larger than the patches never yields a batch
         self.degrade = degrade_config(cfg)
         self.stream: BatchStream | None = None
         self.skipped_before = 0
@@ -163,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             result = run(cfg, env)
     except StageRefused as exc:
         raise refuse_exit(exc) from None
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, CropTooLarge) as exc:
         log.error("%s", exc)
         sys.exit(2)
     finally:
