@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None):
                                        dehaze_dir=cfg.dehaze_dir)  # validated before any model work
     env = init_distributed(cfg.device)
     try:
-        with open_run_folder(cfg.out, "finetune", run_settings(cfg, also_exclude=("ckpt_every",)), resume=cfg.resume, overwrite=cfg.overwrite,
-                             env=env):
+        settings = {**run_settings(cfg, also_exclude=("ckpt_every",)), "tasks": tasks}  # "a,b" == "a b"
+        with open_run_folder(cfg.out, "finetune", settings, resume=cfg.resume, overwrite=cfg.overwrite, env=env):
             return _run(cfg, env, tasks, sources)
     except StageRefused as exc:
         raise refuse_exit(exc) from None
