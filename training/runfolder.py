@@ -37,20 +37,24 @@ NOT_SETTINGS = frozenset({
     "workers", "num_workers", "threads", "device", "compile", "channels_last",
     "progress", "tensorboard", "log_every", "keep_last", "max_consecutive_nonfinite",
     "val_every", "val_samples", "val_shards", "val_sots", "val_rain100l", "val_bsd68", "val_max_images",
-    "val_dir", "val_list", "val_images",
     "stop_at_step", "stop_epoch",
 })
 
 # Everything a trainer writes into its run folder (cleared by --overwrite; the lock files stay) ...
 RUN_OUTPUTS = ("checkpoints", "log.jsonl", "tb", "val", "model_final.safetensors", "config.yaml",
-               "finetune_config.yaml", "finetune_data.json", STAGE_FILE)
+               "finetune_config.yaml", "finetune_data.json", "epoch_composition.json",
+               "model_best.safetensors", "model_best.json", STAGE_FILE)
 # ... and the ones that show training happened (a run that failed at start-up leaves none of them).
 TRAINED_OUTPUTS = ("checkpoints", "log.jsonl", "model_final.safetensors")
 
 
-def run_settings(cfg: Any, *, also_exclude: Iterable[str] = ()) -> dict[str, Any]:
-    """The content-deciding settings of a trainer config (a dataclass)."""
-    skip = NOT_SETTINGS | set(also_exclude)
+def run_settings(cfg: Any, *, also_exclude: Iterable[str] = (), keep: Iterable[str] = ()) -> dict[str, Any]:
+    """The content-deciding settings of a trainer config (a dataclass).
+
+    ``keep`` names fields of :data:`NOT_SETTINGS` that do decide this trainer's outputs (e.g. the
+    validation that picks DSRIR's ``model_best``).
+    """
+    skip = (NOT_SETTINGS - set(keep)) | set(also_exclude)
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
 
 
