@@ -81,7 +81,7 @@ def test_failed_start_leaves_no_run_to_refuse(tmp_path, shards):
     assert _steps(out) == [1]
 
 
-def test_second_trainer_on_a_locked_folder_exits_2_naming_the_holder(tmp_path, capsys):
+def test_second_trainer_on_a_locked_folder_exits_2_naming_the_holder(tmp_path, shards, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
@@ -92,7 +92,7 @@ def test_second_trainer_on_a_locked_folder_exits_2_naming_the_holder(tmp_path, c
     """)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
         assert holder.stdout.readline().strip() == "held"
-        code, err = _exit_code(["--shards", "unused", "--out", str(out), "--max-steps", "1", *COMMON], capsys)
+        code, err = _exit_code(["--shards", str(shards), "--out", str(out), "--max-steps", "1", *COMMON], capsys)
         assert code == 2 and f"pid {holder.pid}" in err and "pretrain" in err
     finally:
         holder.kill()
