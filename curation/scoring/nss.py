@@ -1,0 +1,226 @@
+"""Shared natural-scene-statistics pieces of the fast NIQE / BRISQUE engine (CPU, numpy + cv2 + numba).
+
+Every function here reproduces one step of what pyiqa 0.1.x computes, re-derived from the published
+algorithms (Mittal et al.) and from measuring pyiqa, so that our scores equal pyiqa's (the test oracle):
+
+- **Luma**: pyiqa takes Y of YIQ in float32 from RGB in [0, 1] (``rgb / 255``), multiplies by 255 and
+  rounds half-to-even. The float32 result of its matrix product equals the fused-multiply-add chain
+  ``fma(b, wb, fma(g, wg, r * wr))`` for all 2^24 colours (checked exhaustively); :func:`luma` evaluates
+  exactly that chain (float32 products are exact in float64, each partial sum rounded to float32).
+- **Gaussian window**: MATLAB ``fspecial('gaussian', 7, 7/6)`` normalised, then rounded to float32 (pyiqa
+  builds it in float64 and stores float32). Those 49 weights sum to ``1 + 1.1e-8``, not 1; in flat or
+  linearly varying neighbourhoods that offset decides the sign of the normalised value, and block
+  statistics count signs. Every float32 weight is an integer multiple of 2**-36 (:data:`KERNEL_SHIFT`),
+  so on the integer luma the local mean is computed *exactly* (integer kernel, sums < 2**47, exact in
+  float64) and the signs agree with pyiqa's float64 convolution.
+- **MATLAB imresize by 0.5** (antialiased bicubic, Keys a = -0.5, symmetric edge padding), computed
+  in float32 like pyiqa (its resize always casts to float32): output row ``i`` is
+  ``sum_k w_k x[2i - 4 + k]``, the same 8 non-zero weights for every output pixel, height first.
+- **Strips**: every image is processed in row strips with the halo each filter needs, with the edge
+  padding of the *whole* image applied only at its real borders, so peak memory is bounded by the strip
+  size, not the image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+RowFetch = Callable[[int, int], np.ndarray]  # rows [a, b) of a 2-D source image, 0 <= a < b <= height
+
+_YIQ_Y = np.array([0.299, 0.587, 0.114], dtype=np.float32).astype(np.float64)
+_U8_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float64)  # fl32(v / 255)
+_Y_R = (_U8_UNIT * _YIQ_Y[0]).astype(np.float32).astype(np.float64)  # fl32(r * wr)
+_Y_G = _U8_UNIT * _YIQ_Y[1]  # exact products (24 x 24 bits < 53)
+_Y_B = _U8_UNIT * _YIQ_Y[2]
+
+KERNEL_SIZE = 7
+KERNEL_SIGMA = 7.0 / 6.0
+KERNEL_SHIFT = 36  # every float32 weight of the window is an integer / 2**36
+HALO = KERNEL_SIZE // 2
+
+
+def gaussian_window() -> np.ndarray:
+    """The 7x7 window as pyiqa uses it: float64 fspecial, normalised, stored as float32 (returned as float64)."""
+    m = (KERNEL_SIZE - 1) / 2.0
+    y, x = np.ogrid[-m:m + 1, -m:m + 1]
+    h = np.exp(-(x * x + y * y) / (2.0 * KERNEL_SIGMA * KERNEL_SIGMA))
+    h[h < np.finfo(h.dtype).eps * h.max()] = 0
+    h /= h.sum()
+    return h.astype(np.float32).astype(np.float64)
+
+
+WINDOW = gaussian_window()
+WINDOW_INT = WINDOW * 2.0 ** KERNEL_SHIFT
+assert np.array_equal(WINDOW_INT, np.round(WINDOW_INT)), "window weights are not multiples of 2**-36"
+WINDOW_F32 = WINDOW.astype(np.float32)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 (or HxW grey uint8) → HxW float32 integer-valued Y, exactly as pyiqa rounds it."""
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)  # pyiqa sees the decoder's RGB (grey replicated)
+    s = (_Y_G[rgb[..., 1]] + _Y_R[rgb[..., 0]]).astype(np.float32).astype(np.float64)
+    s += _Y_B[rgb[..., 2]]
+    y = s.astype(np.float32)
+    y *= np.float32(255.0)
+    return np.round(y)  # numpy rounds half to even, like torch
+
+
+# ---------------------------------------------------------------- padding and strips
+
+def _edge_index(idx: np.ndarray, n: int, mode: str) -> np.ndarray:
+    if mode == "replicate":
+        return np.clip(idx, 0, n - 1)
+    if mode == "symmetric":  # MATLAB: [a b c] -> [b a | a b c | c b]
+        period = 2 * n
+        m = np.mod(idx, period)
+        return np.where(m < n, m, period - 1 - m)
+    raise ValueError(mode)
+
+
+def padded_rows(fetch: RowFetch, n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """Rows ``lo..hi-1`` of an ``n``-row image; rows outside [0, n) follow ``mode`` (replicate / symmetric / zero)."""
+    if lo >= 0 and hi <= n:
+        return fetch(lo, hi)
+    idx = np.arange(lo, hi)
+    if mode == "zero":
+        a, b = max(lo, 0), min(hi, n)
+        inner = fetch(a, b)
+        out = np.zeros((hi - lo,) + inner.shape[1:], dtype=inner.dtype)
+        out[a - lo:b - lo] = inner
+        return out
+    mapped = _edge_index(idx, n, mode)
+    a, b = int(mapped.min()), int(mapped.max()) + 1
+    return fetch(a, b)[mapped - a]
+
+
+def _half_weights() -> np.ndarray:
+    """MATLAB antialiased bicubic taps for scale 0.5, in float32 like pyiqa: positions (4.5 - k) / 2, k = 0..9."""
+    t = (np.float32(4.5) - np.arange(10, dtype=np.float32)) * np.float32(0.5)
+    a = np.float32(-0.5)
+    at = np.abs(t)
+    near = ((a + 2) * at ** 3 - (a + 3) * at ** 2 + 1) * (at <= 1)
+    far = (a * at ** 3 - 5 * a * at ** 2 + 8 * a * at - 4 * a) * ((at > 1) & (at <= 2))
+    w = (near + far).astype(np.float32)
+    return (w / w.sum(dtype=np.float32)).astype(np.float32)
+
+
+HALF_WEIGHTS = _half_weights()
+_HALF_TAPS = [(k, HALF_WEIGHTS[k]) for k in range(10) if HALF_WEIGHTS[k] != 0]
+
+
+def _half_1d(p: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """out[i] = sum_k w_k p[2i + k] along ``axis`` (p already padded by 4 before), float32 accumulation."""
+    out = None
+    for k, w in _HALF_TAPS:
+        sl = [slice(None)] * p.ndim
+        sl[axis] = slice(k, k + 2 * n_out - 1, 2)
+        term = p[tuple(sl)] * w
+        out = term if out is None else np.add(out, term, out=out)
+    return out
+
+
+def half_size(n: int) -> int:
+    return -(-n // 2)  # ceil, like imresize(scale=0.5)
+
+
+def half_rows(fetch: RowFetch, n_in: int, width: int, o0: int, o1: int) -> np.ndarray:
+    """Rows [o0, o1) of ``imresize(img, 0.5)`` (float32) from rows fetched as float32."""
+    p = padded_rows(fetch, n_in, 2 * o0 - 4, 2 * o1 + 4, "symmetric").astype(np.float32, copy=False)
+    v = _half_1d(p, o1 - o0, axis=0)
+    w_out = half_size(width)
+    cols = _edge_index(np.arange(-4, 2 * w_out + 4), width, "symmetric")
+    if cols[0] >= 0 and cols[-1] < width and np.array_equal(cols, np.arange(-4, 2 * w_out + 4)):
+        q = v
+    else:
+        q = v[:, cols]
+    return _half_1d(q, w_out, axis=1)
+
+
+# ---------------------------------------------------------------- local normalisation (MSCN)
+
+def mscn_rows(fetch: RowFetch, n: int, r0: int, r1: int, mode: str, integer_input: bool) -> np.ndarray:
+    """Rows [r0, r1) of ``(x - mu) / (sigma + 1)`` with the 7x7 window (float64).
+
+    ``mode`` is the edge padding of the whole image: ``replicate`` (NIQE) or ``zero`` (BRISQUE, 'same').
+    With ``integer_input`` the local mean is exact (integer kernel), else computed with the float64 window.
+    """
+    ext = padded_rows(fetch, n, r0 - HALO, r1 + HALO, mode).astype(np.float64)
+    border = cv2.BORDER_REPLICATE if mode == "replicate" else cv2.BORDER_CONSTANT
+    scale = 2.0 ** -KERNEL_SHIFT
+    if integer_input:
+        mu = cv2.filter2D(ext, -1, WINDOW_INT, borderType=border)[HALO:-HALO]
+        mu *= scale
+        e2 = cv2.filter2D(ext * ext, -1, WINDOW_INT, borderType=border)[HALO:-HALO]
+        e2 *= scale
+    else:
+        mu = cv2.filter2D(ext, -1, WINDOW, borderType=border)[HALO:-HALO]
+        e2 = cv2.filter2D(ext * ext, -1, WINDOW, borderType=border)[HALO:-HALO]
+    x = ext[HALO:-HALO]
+    e2 -= mu * mu
+    np.abs(e2, out=e2)
+    e2 += np.finfo(np.float64).eps
+    np.sqrt(e2, out=e2)
+    e2 += 1.0
+    x = x - mu
+    x /= e2
+    return x
+
+
+# ---------------------------------------------------------------- distribution fits (vectorised)
+
+def _grid() -> np.ndarray:
+    """pyiqa's shape grid: float32 ``arange(0.2, 10.001, 0.001)`` (9801 values), as float64."""
+    import torch
+
+    return torch.arange(0.2, 10 + 0.001, 0.001).double().numpy()
+
+
+def _lgamma(x: np.ndarray) -> np.ndarray:
+    from scipy.special import gammaln
+
+    return gammaln(x)
+
+
+_GAMMA_GRID = _grid()
+AGGD_R = np.exp(2 * _lgamma(2 / _GAMMA_GRID) - (_lgamma(1 / _GAMMA_GRID) + _lgamma(3 / _GAMMA_GRID)))  # increasing
+GGD_R = np.exp(_lgamma(1 / _GAMMA_GRID) + _lgamma(3 / _GAMMA_GRID) - 2 * _lgamma(2 / _GAMMA_GRID))  # decreasing
+
+
+def nearest_grid(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the entry of a monotone table nearest to x: first minimum of |table - x| (NaN → 0), as argmin."""
+    inc = table[-1] > table[0]
+    t = table if inc else table[::-1]
+    xs = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=t[0])
+    hi = np.clip(np.searchsorted(t, xs), 1, len(t) - 1)
+    lo = hi - 1
+    d_lo, d_hi = np.abs(t[lo] - xs), np.abs(t[hi] - xs)
+    if inc:
+        idx = np.where(d_lo <= d_hi, lo, hi)  # ties: the lower index, as argmin
+    else:
+        idx = np.where(d_hi <= d_lo, hi, lo)  # reversed: the higher reversed index is the lower original one
+        idx = len(t) - 1 - idx
+    return np.where(np.isnan(x), 0, idx)
+
+
+def aggd_fit(cnt_l, cnt_r, ssq_l, ssq_r, sabs, ssq, count):
+    """AGGD shape and left/right standard deviations from sums (moment matching on pyiqa's grid)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left_std = np.sqrt(ssq_l / cnt_l)
+        right_std = np.sqrt(ssq_r / cnt_r)
+        gammahat = left_std / right_std
+        rhat = (sabs / count) ** 2 / (ssq / count)
+        rhatnorm = rhat * (gammahat ** 3 + 1) * (gammahat + 1) / (gammahat ** 2 + 1) ** 2
+    alpha = _GAMMA_GRID[nearest_grid(AGGD_R, rhatnorm)]
+    return alpha, left_std, right_std
+
+
+def ggd_fit(ssq, sabs, count):
+    """GGD shape and sigma (BRISQUE's first two features)."""
+    sigma_sq = ssq / count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = sigma_sq / (sabs / count) ** 2
+    return _GAMMA_GRID[nearest_grid(GGD_R, rho)], np.sqrt(sigma_sq)
