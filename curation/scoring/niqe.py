@@ -50,47 +50,13 @@ class NiqeModel:
 
 @numba.njit(cache=True, nogil=True)
 def _block_sums(n, bs, out):  # pragma: no cover - compiled
-    """out[bi, bj, m, :] += (count<0, count>0, sum sq <0, sum sq >0, sum |.|) of map m in block (bi, bj).
-
-    Maps: 0 the coefficients, 1..4 their products with the neighbour at (0,-1), (-1,0), (-1,-1), (-1,+1)
-    (row, column offsets), wrapping around inside the block.
-    """
-    nbh = n.shape[0] // bs
-    nbw = n.shape[1] // bs
-    for bi in range(nbh):
-        for bj in range(nbw):
-            acc = np.zeros(25)
-            c0 = bj * bs
-            for i in range(bs):
-                r = bi * bs + i
-                ru = bi * bs + (i - 1 if i > 0 else bs - 1)
-                for j in range(bs):
-                    c = c0 + j
-                    cl = c - 1 if j > 0 else c0 + bs - 1
-                    cr = c + 1 if j < bs - 1 else c0
-                    v = n[r, c]
-                    for m in range(5):
-                        if m == 0:
-                            p = v
-                        elif m == 1:
-                            p = v * n[r, cl]
-                        elif m == 2:
-                            p = v * n[ru, c]
-                        elif m == 3:
-                            p = v * n[ru, cl]
-                        else:
-                            p = v * n[ru, cr]
-                        neg = 1.0 if p < 0 else 0.0
-                        pos = 1.0 if p > 0 else 0.0
-                        p2 = p * p
-                        acc[5 * m] += neg
-                        acc[5 * m + 1] += pos
-                        acc[5 * m + 2] += p2 * neg
-                        acc[5 * m + 3] += p2 * pos
-                        acc[5 * m + 4] += abs(p)
-            for m in range(5):
-                for s in range(5):
-                    out[bi, bj, m, s] += acc[5 * m + s]
+    """out[bi, bj] += the (5 maps x 5 sums) of block (bi, bj); the neighbours wrap around inside the block."""
+    for bi in range(n.shape[0] // bs):
+        for i in range(bs):
+            r = bi * bs + i
+            ru = bi * bs + (i - 1 if i > 0 else bs - 1)
+            for bj in range(n.shape[1] // bs):
+                nss.segment_sums(n[r], n[ru], bj * bs, bj * bs + bs, out[bi, bj])
 
 
 def block_sums(n: np.ndarray, bs: int) -> np.ndarray:

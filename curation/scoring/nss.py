@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import cv2
+import numba
 import numpy as np
 
 RowFetch = Callable[[int, int], np.ndarray]  # rows [a, b) of a 2-D source image, 0 <= a < b <= height
@@ -58,15 +59,22 @@ assert np.array_equal(WINDOW_INT, np.round(WINDOW_INT)), "window weights are not
 WINDOW_F32 = WINDOW.astype(np.float32)
 
 
+@numba.njit(cache=True, nogil=True)
+def _luma_kernel(rgb, tr, tg, tb, out):  # pragma: no cover - compiled
+    for r in range(rgb.shape[0]):
+        for c in range(rgb.shape[1]):
+            s = np.float32(tg[rgb[r, c, 1]] + tr[rgb[r, c, 0]])
+            s = np.float32(tb[rgb[r, c, 2]] + np.float64(s))
+            out[r, c] = np.rint(np.float32(s * np.float32(255.0)))
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 (or HxW grey uint8) → HxW float32 integer-valued Y, exactly as pyiqa rounds it."""
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)  # pyiqa sees the decoder's RGB (grey replicated)
-    s = (_Y_G[rgb[..., 1]] + _Y_R[rgb[..., 0]]).astype(np.float32).astype(np.float64)
-    s += _Y_B[rgb[..., 2]]
-    y = s.astype(np.float32)
-    y *= np.float32(255.0)
-    return np.round(y)  # numpy rounds half to even, like torch
+    out = np.empty(rgb.shape[:2], np.float32)
+    _luma_kernel(rgb, _Y_R, _Y_G, _Y_B, out)
+    return out
 
 
 # ---------------------------------------------------------------- padding and strips
@@ -170,6 +178,46 @@ def mscn_rows(fetch: RowFetch, n: int, r0: int, r1: int, mode: str, integer_inpu
     return x
 
 
+# ---------------------------------------------------------------- sign-split moment sums (numba)
+
+@numba.njit(inline="always")
+def _upd(p, a):
+    neg = p < 0
+    pos = p > 0
+    p2 = p * p
+    return (a[0] + (1.0 if neg else 0.0), a[1] + (1.0 if pos else 0.0), a[2] + (p2 if neg else 0.0),
+            a[3] + (p2 if pos else 0.0), a[4] + abs(p))
+
+
+@numba.njit(inline="always")
+def _pixel(v, left, up, upleft, upright, a0, a1, a2, a3, a4):
+    return (_upd(v, a0), _upd(v * left, a1), _upd(v * up, a2), _upd(v * upleft, a3), _upd(v * upright, a4))
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def segment_sums(row, up, c0, c1, out):  # pragma: no cover - compiled
+    """Add the sums of columns [c0, c1) of one row to out (5 maps x 5 sums), neighbours wrapping inside [c0, c1).
+
+    Maps: 0 the value, 1..4 its products with the left, upper, upper-left and upper-right neighbour.
+    Sums: count < 0, count > 0, sum of squares < 0, sum of squares > 0, sum of |.|.
+    """
+    z = (0.0, 0.0, 0.0, 0.0, 0.0)
+    a0 = a1 = a2 = a3 = a4 = z
+    last = c1 - 1
+    a0, a1, a2, a3, a4 = _pixel(row[c0], row[last], up[c0], up[last], up[c0 + 1 if c1 - c0 > 1 else c0],
+                                a0, a1, a2, a3, a4)
+    for c in range(c0 + 1, last):
+        a0, a1, a2, a3, a4 = _pixel(row[c], row[c - 1], up[c], up[c - 1], up[c + 1], a0, a1, a2, a3, a4)
+    if last > c0:
+        a0, a1, a2, a3, a4 = _pixel(row[last], row[last - 1], up[last], up[last - 1], up[c0], a0, a1, a2, a3, a4)
+    for k in range(5):
+        out[0, k] += a0[k]
+        out[1, k] += a1[k]
+        out[2, k] += a2[k]
+        out[3, k] += a3[k]
+        out[4, k] += a4[k]
+
+
 # ---------------------------------------------------------------- distribution fits (vectorised)
 
 def _grid() -> np.ndarray:
@@ -224,3 +272,42 @@ def ggd_fit(ssq, sabs, count):
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = sigma_sq / (sabs / count) ** 2
     return _GAMMA_GRID[nearest_grid(GGD_R, rho)], np.sqrt(sigma_sq)
+
+
+# ---------------------------------------------------------------- float32 MSCN, bit-equal to pyiqa's BRISQUE
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def _conv7_f32(x, x2, k, mu, e2):  # pragma: no cover - compiled
+    """Valid 7x7 correlation of x and x2 (float32), each output a fused multiply-add chain over the taps
+    in row-major order from 0 — the order torch's CPU float32 conv2d uses (measured), so results are bit-equal."""
+    rows, width = mu.shape
+    for r in range(rows):
+        for c in range(width):
+            mu[r, c] = 0.0
+            e2[r, c] = 0.0
+        for i in range(7):
+            xr = x[r + i]
+            x2r = x2[r + i]
+            for j in range(7):
+                w = k[i, j]
+                for c in range(width):
+                    mu[r, c] = w * xr[c + j] + mu[r, c]
+                    e2[r, c] = w * x2r[c + j] + e2[r, c]
+
+
+def mscn_rows_f32(fetch: RowFetch, n: int, r0: int, r1: int) -> np.ndarray:
+    """Rows [r0, r1) of BRISQUE's MSCN map exactly as pyiqa computes it: float32, zero padding."""
+    ext = padded_rows(fetch, n, r0 - HALO, r1 + HALO, "zero").astype(np.float32)
+    ext = np.pad(ext, ((0, 0), (HALO, HALO)))
+    ext2 = ext * ext
+    mu = np.empty((r1 - r0, ext.shape[1] - 2 * HALO), np.float32)
+    e2 = np.empty_like(mu)
+    _conv7_f32(ext, ext2, WINDOW_F32, mu, e2)
+    e2 -= mu * mu
+    np.abs(e2, out=e2)
+    e2 += np.finfo(np.float32).eps
+    np.sqrt(e2, out=e2)
+    e2 += np.float32(1.0)
+    x = ext[HALO:-HALO, HALO:-HALO] - mu
+    x /= e2
+    return x
