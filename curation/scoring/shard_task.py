@@ -54,6 +54,7 @@ class ScoreSettings:
     max_pixels: int = 178_956_970
     max_aspect: float = 4.0
     nima_batch: int = 16
+    engine: str = "fast"  # fast (our NIQE/BRISQUE engine) or pyiqa (the reference)
     run_metadata: str = "{}"  # JSON (metric variants, versions, weight hashes) stored in every parquet
 
 
@@ -88,7 +89,8 @@ class _ShardScorer:
 
     def __init__(self, settings: ScoreSettings):
         self.settings = settings
-        self.metric_set = get_metric_set(settings.metrics, settings.device, dict(settings.weight_paths))
+        self.metric_set = get_metric_set(settings.metrics, settings.device, dict(settings.weight_paths),
+                                         engine=settings.engine)
         self.results: dict[str, dict] = {}
         self.pending: list[tuple[str, torch.Tensor]] = []
 
@@ -108,10 +110,10 @@ class _ShardScorer:
             res.update(status=bad[0], error=bad[1])
             return
         try:
-            x = self.metric_set.to_tensor(rgb)
-            res.update(self.metric_set.score_native(x))
-            if self.metric_set.nima is not None:
-                self.pending.append((key, self.metric_set.nima_input(x)))
+            scores, nima_in = self.metric_set.score_image(rgb)
+            res.update(scores)
+            if nima_in is not None:
+                self.pending.append((key, nima_in))
         except Exception as exc:  # a metric failing on one image is that image's status
             res.update(status="metric_error", error=f"{type(exc).__name__}: {exc}"[:500])
         if len(self.pending) >= self.settings.nima_batch:

@@ -1,0 +1,95 @@
+"""The fast scoring engine (``curation.score --engine fast``, the default): NIQE, BRISQUE and NIMA per image.
+
+NIQE and BRISQUE are our own re-implementations (:mod:`curation.scoring.niqe`, :mod:`curation.scoring.brisque`)
+that equal pyiqa's scores with the same shipped parameter files (``--engine pyiqa`` keeps pyiqa itself as
+the reference; the tests compare both). They work on the decoded uint8 image in row strips, so memory per
+image is the decoded image plus a fixed working set. NIMA keeps pyiqa's network (built offline, see
+:func:`curation.scoring.metrics.load_nima`) and pyiqa's preprocessing geometry (shorter side → 299 with
+antialiased bilinear resize, centre crop), computed strip-wise from the uint8 image (the full-resolution
+float tensor is never built) and batched across images.
+
+The engine has the interface of :class:`curation.scoring.metrics.MetricSet`: ``score_image(rgb)`` returns
+the native scores and the image's NIMA input; ``score_nima(batch)`` scores NIMA inputs together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from curation.scoring.brisque import BrisqueModel, brisque
+from curation.scoring.niqe import BLOCK, NiqeModel, niqe
+
+_LOG = logging.getLogger(__name__)
+NIMA_STRIP_BYTES = 32 << 20
+
+
+def nima_geometry(height: int, width: int, size: int) -> tuple[int, int]:
+    """torchvision's ``resize(img, size)`` output: the shorter side becomes ``size``, the longer one scales (truncated)."""
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+def nima_input(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """pyiqa NIMA's eval preprocessing geometry from a uint8 HxWx3 image → 3 x size x size float in [0, 1].
+
+    Antialiased bilinear resize is separable: the width pass runs on strips of rows converted to float one
+    strip at a time, the height pass on the (narrow) result, then the centre crop — the same arithmetic as
+    resizing the whole float image, without ever holding it.
+    """
+    h, w = rgb.shape[:2]
+    nh, nw = nima_geometry(h, w, size)
+    step = max(1, NIMA_STRIP_BYTES // (w * 3 * 4))
+    narrow = torch.empty((1, 3, h, nw), dtype=torch.float32)
+    for a in range(0, h, step):
+        b = min(h, a + step)
+        strip = torch.from_numpy(np.array(rgb[a:b])).permute(2, 0, 1)[None].float().div_(255.0)
+        narrow[:, :, a:b] = F.interpolate(strip, size=(b - a, nw), mode="bilinear", align_corners=False,
+                                          antialias=True)
+    out = F.interpolate(narrow, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)[0]
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return out[:, top:top + size, left:left + size].contiguous()
+
+
+class FastMetricSet:
+    """The metrics of one scoring run with the fast engine, built once per worker process."""
+
+    engine = "fast"
+
+    def __init__(self, metrics: Sequence[str], device: str, weight_paths: dict[str, str]):
+        from curation.scoring.metrics import load_nima
+
+        self.metrics = tuple(metrics)
+        self.device = torch.device(device)
+        self.niqe_model = NiqeModel.load(weight_paths["niqe"]) if "niqe" in self.metrics else None
+        self.brisque_model = BrisqueModel.load(weight_paths["brisque"]) if "brisque" in self.metrics else None
+        self.nima = load_nima(weight_paths["nima"], device=str(self.device)) if "nima" in self.metrics else None
+        self.nima_size = int(self.nima.base_model.default_cfg["input_size"][-1]) if self.nima is not None else 0
+
+    def score_native(self, rgb: np.ndarray) -> dict[str, float]:
+        """NIQE / BRISQUE of one decoded image; raises (the caller records ``metric_error``) when undefined."""
+        out: dict[str, float] = {}
+        h, w = rgb.shape[:2]
+        if self.niqe_model is not None:
+            if h < BLOCK or w < BLOCK:
+                raise ValueError(f"niqe: {w}x{h} image has no {BLOCK}x{BLOCK} block (NIQE needs both sides >= {BLOCK})")
+            out["niqe"] = niqe(rgb, self.niqe_model)
+        if self.brisque_model is not None:
+            if h < 8 or w < 8:
+                raise ValueError(f"brisque: {w}x{h} image is too small for the 7x7 window at half scale")
+            out["brisque"] = brisque(rgb, self.brisque_model)
+        return out
+
+    def score_image(self, rgb: np.ndarray) -> tuple[dict[str, float], torch.Tensor | None]:
+        scores = self.score_native(rgb)
+        return scores, (nima_input(rgb, self.nima_size) if self.nima is not None else None)
+
+    def score_nima(self, batch: Sequence[torch.Tensor]) -> list[float]:
+        with torch.inference_mode():
+            mos = self.nima(torch.stack(list(batch)).to(self.device))
+        return [float(v) for v in mos.reshape(-1).tolist()]
