@@ -88,7 +88,7 @@ def scale_sums(fetch: nss.RowFetch, height: int, width: int) -> np.ndarray:
     first = prev = None
     for r0 in range(0, height, step):
         r1 = min(height, r0 + step)
-        n = nss.mscn_rows_f32(fetch, height, r0, r1).astype(np.float64)
+        n = nss.mscn_rows_f32(fetch, height, r0, r1)
         if prev is None:
             first = n[0].copy()
             _rows_with_up(n, 1, sums)  # row 0 waits for the last row (its upper neighbour, wrapping)

@@ -71,19 +71,22 @@ class FastMetricSet:
         self.nima = load_nima(weight_paths["nima"], device=str(self.device)) if "nima" in self.metrics else None
         self.nima_size = int(self.nima.base_model.default_cfg["input_size"][-1]) if self.nima is not None else 0
 
-    def score_native(self, rgb: np.ndarray) -> dict[str, float]:
-        """NIQE / BRISQUE of one decoded image; raises (the caller records ``metric_error``) when undefined."""
-        out: dict[str, float] = {}
+    def score_native_one(self, rgb: np.ndarray, name: str) -> float:
+        """One native metric of one decoded image; raises (the caller records ``metric_error``) when undefined."""
         h, w = rgb.shape[:2]
-        if self.niqe_model is not None:
+        if name == "niqe":
             if h < BLOCK or w < BLOCK:
                 raise ValueError(f"niqe: {w}x{h} image has no {BLOCK}x{BLOCK} block (NIQE needs both sides >= {BLOCK})")
-            out["niqe"] = niqe(rgb, self.niqe_model)
-        if self.brisque_model is not None:
+            return niqe(rgb, self.niqe_model)
+        if name == "brisque":
             if h < 8 or w < 8:
                 raise ValueError(f"brisque: {w}x{h} image is too small for the 7x7 window at half scale")
-            out["brisque"] = brisque(rgb, self.brisque_model)
-        return out
+            return brisque(rgb, self.brisque_model)
+        raise KeyError(name)
+
+    def score_native(self, rgb: np.ndarray) -> dict[str, float]:
+        """NIQE / BRISQUE of one decoded image."""
+        return {m: self.score_native_one(rgb, m) for m in self.metrics if m != "nima"}
 
     def score_image(self, rgb: np.ndarray) -> tuple[dict[str, float], torch.Tensor | None]:
         scores = self.score_native(rgb)

@@ -282,32 +282,44 @@ def _conv7_f32(x, x2, k, mu, e2):  # pragma: no cover - compiled
     in row-major order from 0 — the order torch's CPU float32 conv2d uses (measured), so results are bit-equal."""
     rows, width = mu.shape
     for r in range(rows):
-        for c in range(width):
-            mu[r, c] = 0.0
-            e2[r, c] = 0.0
+        mr = mu[r]
+        er = e2[r]
+        mr[:] = 0.0
+        er[:] = 0.0
         for i in range(7):
             xr = x[r + i]
             x2r = x2[r + i]
             for j in range(7):
                 w = k[i, j]
+                xs = xr[j:j + width]
+                x2s = x2r[j:j + width]
                 for c in range(width):
-                    mu[r, c] = w * xr[c + j] + mu[r, c]
-                    e2[r, c] = w * x2r[c + j] + e2[r, c]
+                    mr[c] = w * xs[c] + mr[c]
+                for c in range(width):
+                    er[c] = w * x2s[c] + er[c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _mscn_f32(x, mu, e2, out):  # pragma: no cover - compiled
+    """(x - mu) / (sqrt(|e2 - mu^2| + eps) + 1), every step rounded to float32 (no contraction), as float64."""
+    eps = np.float32(np.finfo(np.float32).eps)
+    one = np.float32(1.0)
+    for r in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            m = mu[r, c]
+            sq = np.float32(m * m)
+            sigma = np.sqrt(np.float32(np.abs(np.float32(e2[r, c] - sq)) + eps))
+            out[r, c] = np.float32(np.float32(x[r, c] - m) / np.float32(sigma + one))
 
 
 def mscn_rows_f32(fetch: RowFetch, n: int, r0: int, r1: int) -> np.ndarray:
-    """Rows [r0, r1) of BRISQUE's MSCN map exactly as pyiqa computes it: float32, zero padding."""
+    """Rows [r0, r1) of BRISQUE's MSCN map exactly as pyiqa computes it (float32, zero padding), as float64."""
     ext = padded_rows(fetch, n, r0 - HALO, r1 + HALO, "zero").astype(np.float32)
     ext = np.pad(ext, ((0, 0), (HALO, HALO)))
     ext2 = ext * ext
     mu = np.empty((r1 - r0, ext.shape[1] - 2 * HALO), np.float32)
     e2 = np.empty_like(mu)
     _conv7_f32(ext, ext2, WINDOW_F32, mu, e2)
-    e2 -= mu * mu
-    np.abs(e2, out=e2)
-    e2 += np.finfo(np.float32).eps
-    np.sqrt(e2, out=e2)
-    e2 += np.float32(1.0)
-    x = ext[HALO:-HALO, HALO:-HALO] - mu
-    x /= e2
-    return x
+    out = np.empty(mu.shape, np.float64)
+    _mscn_f32(ext[HALO:-HALO, HALO:-HALO], mu, e2, out)
+    return out
