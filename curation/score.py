@@ -31,6 +31,7 @@ from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
 from curation.cluster import dask_client
 from curation.rawshards import list_complete_shards
+from curation.scoring.isolation import isolate_shard
 from curation.scoring.metrics import ENGINES, METRICS, parse_metrics, pyiqa_version
 from curation.scoring.shard_task import (
     ScoreSettings,
@@ -132,12 +133,21 @@ def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings,
             try:
                 res = fut.result()
             except Exception as exc:  # the task failed after its retries (e.g. worker killed repeatedly)
-                res = ShardResult(shard=futures[fut], written=False, error=f"{type(exc).__name__}: {exc}")
+                res = _isolate(client, raw_dir, out_dir, futures[fut], settings, exc)
             summary.add(res)
             bar.update(1)
             bar.set_postfix(images=summary.images)
     summary.seconds = time.time() - start
     return summary
+
+
+def _isolate(client: Client, raw_dir: Path, out_dir: Path, shard: str, settings: ScoreSettings,
+             exc: BaseException) -> ShardResult:
+    """Rescore a shard whose task failed image by image (bisection); only the culprit image gets a status."""
+    try:
+        return isolate_shard(client, str(raw_dir), str(out_dir), shard, settings, exc)
+    except Exception as inner:  # isolation itself failed: report the shard, as before
+        return ShardResult(shard=shard, written=False, error=f"{type(exc).__name__}: {exc}; isolation: {inner}")
 
 
 def _print_summary(summary: RunSummary, out_dir: Path) -> None:

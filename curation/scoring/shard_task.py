@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import signal
 import tarfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,7 @@ from curation.rawshards import iter_raw_tar, shard_paths
 from curation.scoring.metrics import METRICS, get_metric_set
 
 _LOG = logging.getLogger(__name__)
+CRASH_HOOK_ENV = "CURATION_SCORE_TEST_KILL_ON_KEY"  # tests only: SIGKILL the worker when it reaches this key
 METADATA_KEY = b"curation.score"
 METRIC_COLUMNS = tuple(METRICS)
 SCHEMA = pa.schema([
@@ -95,6 +98,8 @@ class _ShardScorer:
         self.pending: list[tuple[str, torch.Tensor]] = []
 
     def add(self, key: str, data: bytes) -> None:
+        if os.environ.get(CRASH_HOOK_ENV) == key:  # test hook: die like an out-of-memory kill on this image
+            os.kill(os.getpid(), signal.SIGKILL)
         res = {"status": "ok", "error": None, "sha256_bytes": hashlib.sha256(data).hexdigest()}
         self.results[key] = res
         try:
@@ -211,7 +216,15 @@ def score_shard(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettin
         _LOG.error("shard %s unreadable: %s", shard_id, exc)
         return ShardResult(shard=shard_id, written=False, error=f"{type(exc).__name__}: {exc}",
                            seconds=time.time() - start)
-    rows = [_row(r, shard_id, scorer.results.get(str(r.get("key"))), extra) for r in raw_rows]
+    statuses = _write_rows(out_path, shard_id, raw_rows, scorer.results, extra, settings, unlisted)
+    return ShardResult(shard=shard_id, written=True, rows=len(raw_rows), images=images,
+                       seconds=time.time() - start, statuses=statuses)
+
+
+def _write_rows(out_path: Path, shard_id: str, raw_rows: list[dict], results: dict[str, dict],
+                extra: dict[str, list[str]], settings: ScoreSettings, unlisted: int) -> dict[str, int]:
+    """One row per raw-parquet row, written atomically with the run metadata; returns the status counts."""
+    rows = [_row(r, shard_id, results.get(str(r.get("key"))), extra) for r in raw_rows]
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -222,7 +235,27 @@ def score_shard(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettin
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write_bytes(out_path, sink.getvalue().to_pybytes())
-    return ShardResult(shard=shard_id, written=True, rows=len(rows), images=images,
+    return statuses
+
+
+def score_keys(raw_dir: str, shard_id: str, keys: list[str], settings: ScoreSettings) -> dict[str, dict]:
+    """Score only ``keys`` of a raw shard and return their per-image results (the isolation path)."""
+    torch.set_num_threads(1)
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    tar_path, _, _ = shard_paths(raw_dir, shard_id)
+    scorer = _ShardScorer(settings)
+    _read_tar(tar_path, set(keys), scorer)
+    scorer.finalize()
+    return scorer.results
+
+
+def write_scores(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettings,
+                 results: dict[str, dict]) -> ShardResult:
+    """Write a shard's score file from per-image results gathered by the isolation path."""
+    start = time.time()
+    raw_rows = pq.read_table(shard_paths(raw_dir, shard_id)[1]).to_pylist()
+    statuses = _write_rows(output_path(out_dir, shard_id), shard_id, raw_rows, results, {}, settings, 0)
+    return ShardResult(shard=shard_id, written=True, rows=len(raw_rows), images=len(results),
                        seconds=time.time() - start, statuses=statuses)
 
 
