@@ -77,6 +77,8 @@ class RunSummary:
     images: int = 0
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, dict[str, float]] = field(default_factory=dict)  # address -> images, busy seconds
 
     def add(self, res: ShardResult) -> None:
         if res.skipped:
@@ -89,10 +91,19 @@ class RunSummary:
             self.images += res.images
             for k, v in res.statuses.items():
                 self.statuses[k] = self.statuses.get(k, 0) + v
+            for k, v in res.stage_seconds.items():
+                self.stage_seconds[k] = self.stage_seconds.get(k, 0.0) + v
+            w = self.workers.setdefault(res.worker or "local", {"images": 0, "seconds": 0.0})
+            w["images"] += res.images
+            w["seconds"] += res.seconds
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
         out["images_per_s"] = round(self.images / self.seconds, 3) if self.seconds > 0 else None
+        # per stage: images per second of that stage's own time (summed over workers, i.e. per worker core)
+        out["stage_images_per_s"] = {k: round(self.images / v, 2) for k, v in self.stage_seconds.items() if v > 0}
+        out["worker_images_per_s"] = {a: round(w["images"] / w["seconds"], 2) for a, w in self.workers.items()
+                                      if w["seconds"] > 0}
         return out
 
 
@@ -156,6 +167,11 @@ def _print_summary(summary: RunSummary, out_dir: Path) -> None:
           f"({d['shards_skipped']} skipped, {len(d['shards_failed'])} failed) in {d['seconds']:.1f} s "
           f"= {d['images_per_s']} images/s", flush=True)
     print("statuses: " + ", ".join(f"{k}={v}" for k, v in sorted(d["statuses"].items())), flush=True)
+    if d["stage_images_per_s"]:
+        print("images/s per stage (one worker core): " + ", ".join(
+            f"{k} {v}" for k, v in d["stage_images_per_s"].items()), flush=True)
+    for addr, rate in sorted(d["worker_images_per_s"].items()):
+        print(f"worker {addr}: {d['workers'][addr]['images']} image(s), {rate} images/s", flush=True)
     for shard, err in d["shards_failed"].items():
         print(f"FAILED shard {shard}: {err}", file=sys.stderr)
     atomic_write_json(out_dir / "_summary.json", d)

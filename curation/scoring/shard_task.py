@@ -71,6 +71,8 @@ class ShardResult:
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # decode / metrics / nima, for images/s per stage
+    worker: str = ""  # the Dask worker that ran the task (images/s per worker)
 
 
 def output_path(out_dir: str | Path, shard_id: str) -> Path:
@@ -96,12 +98,14 @@ class _ShardScorer:
                                          engine=settings.engine)
         self.results: dict[str, dict] = {}
         self.pending: list[tuple[str, torch.Tensor]] = []
+        self.stage_seconds = {"decode": 0.0, "metrics": 0.0, "nima": 0.0}
 
     def add(self, key: str, data: bytes) -> None:
         if os.environ.get(CRASH_HOOK_ENV) == key:  # test hook: die like an out-of-memory kill on this image
             os.kill(os.getpid(), signal.SIGKILL)
         res = {"status": "ok", "error": None, "sha256_bytes": hashlib.sha256(data).hexdigest()}
         self.results[key] = res
+        t0 = time.perf_counter()
         try:
             rgb = decode_rgb(data, max_pixels=self.settings.max_pixels)
         except DecodeError as exc:
@@ -114,6 +118,8 @@ class _ShardScorer:
         if bad:
             res.update(status=bad[0], error=bad[1])
             return
+        t1 = time.perf_counter()
+        self.stage_seconds["decode"] += t1 - t0
         try:
             scores, nima_in = self.metric_set.score_image(rgb)
             res.update(scores)
@@ -121,6 +127,7 @@ class _ShardScorer:
                 self.pending.append((key, nima_in))
         except Exception as exc:  # a metric failing on one image is that image's status
             res.update(status="metric_error", error=f"{type(exc).__name__}: {exc}"[:500])
+        self.stage_seconds["metrics"] += time.perf_counter() - t1
         if len(self.pending) >= self.settings.nima_batch:
             self.flush()
 
@@ -128,6 +135,7 @@ class _ShardScorer:
         if not self.pending:
             return
         keys = [k for k, _ in self.pending]
+        t0 = time.perf_counter()
         try:
             scores = self.metric_set.score_nima([t for _, t in self.pending])
             for k, s in zip(keys, scores):
@@ -136,6 +144,7 @@ class _ShardScorer:
             for k in keys:
                 self.results[k].update(status="metric_error", error=f"nima: {type(exc).__name__}: {exc}"[:500])
         self.pending.clear()
+        self.stage_seconds["nima"] += time.perf_counter() - t0
 
     def finalize(self) -> None:
         self.flush()
@@ -218,7 +227,17 @@ def score_shard(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettin
                            seconds=time.time() - start)
     statuses = _write_rows(out_path, shard_id, raw_rows, scorer.results, extra, settings, unlisted)
     return ShardResult(shard=shard_id, written=True, rows=len(raw_rows), images=images,
-                       seconds=time.time() - start, statuses=statuses)
+                       seconds=time.time() - start, statuses=statuses, worker=_worker_name(),
+                       stage_seconds=dict(scorer.stage_seconds))
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "local"
 
 
 def _write_rows(out_path: Path, shard_id: str, raw_rows: list[dict], results: dict[str, dict],
