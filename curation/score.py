@@ -31,6 +31,7 @@ from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
 from curation.cluster import dask_client
 from curation.rawshards import list_complete_shards
+from curation.scoring.gpu import cuda_local_client, task_resources
 from curation.scoring.isolation import isolate_shard
 from curation.scoring.metrics import ENGINES, METRICS, parse_metrics, pyiqa_version
 from curation.scoring.shard_task import (
@@ -126,7 +127,7 @@ def build_settings(metrics: Sequence[str], weight_paths: dict[str, str], *, devi
 
 
 def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings, client: Client,
-              retries: int = 2) -> RunSummary:
+              retries: int = 2, resources: dict[str, float] | None = None) -> RunSummary:
     """Submit one task per complete raw shard without a score file; wait with a progress bar."""
     raw_dir, out_dir = Path(raw_dir).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,13 +139,13 @@ def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings,
     start = time.time()
     run_token = tokenize(str(out_dir), settings, time.time())  # distinct keys per run and output folder
     futures = {client.submit(score_shard, str(raw_dir), str(out_dir), s, settings, key=f"score-{s}-{run_token}",
-                             retries=retries, pure=False): s for s in todo}
+                             retries=retries, pure=False, resources=resources): s for s in todo}
     with tqdm(total=len(futures), desc="scoring shards", unit="shard") as bar:
         for fut in as_completed(list(futures)):
             try:
                 res = fut.result()
             except Exception as exc:  # the task failed after its retries (e.g. worker killed repeatedly)
-                res = _isolate(client, raw_dir, out_dir, futures[fut], settings, exc)
+                res = _isolate(client, raw_dir, out_dir, futures[fut], settings, exc, resources)
             summary.add(res)
             bar.update(1)
             bar.set_postfix(images=summary.images)
@@ -153,10 +154,10 @@ def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings,
 
 
 def _isolate(client: Client, raw_dir: Path, out_dir: Path, shard: str, settings: ScoreSettings,
-             exc: BaseException) -> ShardResult:
+             exc: BaseException, resources: dict[str, float] | None) -> ShardResult:
     """Rescore a shard whose task failed image by image (bisection); only the culprit image gets a status."""
     try:
-        return isolate_shard(client, str(raw_dir), str(out_dir), shard, settings, exc)
+        return isolate_shard(client, str(raw_dir), str(out_dir), shard, settings, exc, resources=resources)
     except Exception as inner:  # isolation itself failed: report the shard, as before
         return ShardResult(shard=shard, written=False, error=f"{type(exc).__name__}: {exc}; isolation: {inner}")
 
@@ -199,10 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                               engine=cfg.engine)
     out_dir = Path(cfg.out).resolve()
     save_config(cfg, out_dir / "_score_config.yaml")
-    with dask_client(cfg.scheduler, cfg.workers) as client:
+    local_cuda = cfg.device.startswith("cuda") and not cfg.scheduler
+    with (cuda_local_client(cfg.workers) if local_cuda else dask_client(cfg.scheduler, cfg.workers)) as client:
         if cfg.scheduler:
             print(f"Dask dashboard: {client.dashboard_link}", flush=True)
-        summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries)
+        summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries,
+                            resources=task_resources(cfg.device, cfg.scheduler))
     _print_summary(summary, out_dir)
     return 1 if summary.shards_failed else 0
 

@@ -31,7 +31,7 @@ def _culprit(key: str, exc: BaseException) -> dict:
 
 
 def isolate_shard(client: Client, raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettings,
-                  cause: BaseException) -> ShardResult:
+                  cause: BaseException, resources: dict[str, float] | None = None) -> ShardResult:
     """Rescore a failed shard by bisection and write its score file; only culprit images get a failure status."""
     raw_rows = pq.read_table(shard_paths(raw_dir, shard_id)[1]).to_pylist()
     keys = [str(r.get("key")) for r in raw_rows if r.get("status") == "success"]
@@ -41,7 +41,8 @@ def isolate_shard(client: Client, raw_dir: str, out_dir: str, shard_id: str, set
     culprits: list[str] = []
 
     def submit(chunk: list[str]):
-        return client.submit(score_keys, raw_dir, shard_id, chunk, settings, retries=0, pure=False)
+        return client.submit(score_keys, raw_dir, shard_id, chunk, settings, retries=0, pure=False,
+                             resources=resources)
 
     chunks = [keys[: len(keys) // 2], keys[len(keys) // 2:]] if len(keys) > 1 else [keys]
     pending = {submit(c): c for c in chunks if c}
@@ -59,6 +60,7 @@ def isolate_shard(client: Client, raw_dir: str, out_dir: str, shard_id: str, set
                 new = submit(half)
                 pending[new] = half
                 queue.add(new)
-    res = client.submit(write_scores, raw_dir, out_dir, shard_id, settings, results, pure=False).result()
+    res = client.submit(write_scores, raw_dir, out_dir, shard_id, settings, results, pure=False,
+                        resources=resources).result()
     _LOG.warning("shard %s written after isolation; culprit image(s): %s", shard_id, ", ".join(culprits) or "none")
     return res
