@@ -37,6 +37,7 @@ from PIL import Image
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config
 from common.imagedecode import decode_rgb
+from curation.scoring.engine import nima_input
 from curation.scoring.metrics import build_metric_set, build_nima_network, pyiqa_version
 from curation.weights import status_of
 
@@ -109,7 +110,7 @@ def _engine_rows(engine: str, metrics: list[str], paths: dict, blobs: list[bytes
         rows[name] = _time(timed, cfg.repeats)
     if "nima" in metrics:
         def nima() -> int:
-            batch = [ms.score_image(decode_rgb(b))[1] if engine == "fast" else ms.nima_input(ms.to_tensor(decode_rgb(b)))
+            batch = [nima_input(decode_rgb(b), ms.nima_size) if engine == "fast" else ms.nima_input(ms.to_tensor(decode_rgb(b)))
                      for b in blobs]
             out = []
             for i in range(0, len(batch), cfg.nima_batch):
