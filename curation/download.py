@@ -8,6 +8,11 @@ slices of ``--slice-size``; submit one Dask task per slice that is not already c
 ``skip_reencode=True``, webdataset output, sha256). Writes ``raw/NNNNN.tar/.parquet/_stats.json``
 per slice, ``raw/_jobs/download-<job>.json`` (pre-filter counts per file) and
 ``raw/_jobs/download_summary.json`` (this run's counts per status, images/s).
+
+Stage contract (``common.stagefolder`` via ``allocation.open_raw_job``): ``raw/`` is locked while the
+download runs (a second download / ingest into it exits 2 naming the holder); the content-deciding
+flags of this ``--source`` are recorded in ``raw/_jobs/download-<source>-<id>/_stage.json``; a rerun
+with others exits 2 naming them unless ``--overwrite`` (which deletes this source's raw shards).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
+from common.stagefolder import StageRefused, refuse_exit
 from curation.cluster import dask_client
 from curation.downloading.slice_task import SliceOptions, run_slice, status_counts
 from curation.downloading.urls import (
@@ -37,7 +43,13 @@ from curation.downloading.urls import (
     resolve_inputs,
 )
 from curation.rawshards import check_shard, shard_paths
-from curation.sharding.allocation import allocate, format_shard_id, job_key, jobs_dir
+from curation.sharding.allocation import (
+    allocate,
+    format_shard_id,
+    job_key,
+    jobs_dir,
+    open_raw_job,
+)
 
 _LOG = logging.getLogger("curation.download")
 
@@ -89,6 +101,10 @@ class DownloadConfig:
     task_retries: int = field(default=1, metadata={"help": "Dask retries of a failed slice task (default: 1)"})
     max_in_flight: int = field(default=0, metadata={
         "help": "slices submitted at once; 0 = 2 x workers (default: 0)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "when this --source was downloaded into --out with other settings (min side, columns, "
+                "pre-filters, encoding, max pixels): delete its raw shards and download again (default: refuse "
+                "with exit code 2, naming each difference)"})
 
 
 @dataclass(frozen=True)
@@ -165,11 +181,26 @@ def _collect(future, tally: _Tally, bar: tqdm) -> None:
     bar.update(1)
 
 
+def stage_settings(cfg: DownloadConfig) -> dict:
+    """What decides the raw shards of one source (not workers, threads, timeouts or slice size)."""
+    return {"min_side": cfg.min_side, "url_col": cfg.url_col, "caption_col": cfg.caption_col,
+            "width_col": cfg.width_col, "height_col": cfg.height_col, "max_pwatermark": cfg.max_pwatermark,
+            "max_punsafe": cfg.max_punsafe, "encode_format": cfg.encode_format,
+            "encode_quality": cfg.encode_quality, "max_pixels": cfg.max_pixels}
+
+
 def run(cfg: DownloadConfig) -> dict:
-    """Plan, skip complete slices, download the rest on Dask; return the summary (also written)."""
+    """Lock ``--out``, check the settings, then download (see :func:`download`)."""
     files = resolve_inputs(cfg.urls)  # before starting any cluster: a bad --urls fails fast
     raw = Path(cfg.out)
     raw.mkdir(parents=True, exist_ok=True)
+    with open_raw_job(raw, "download", {"source": cfg.source}, stage_settings(cfg), overwrite=cfg.overwrite):
+        return download(cfg, files)
+
+
+def download(cfg: DownloadConfig, files: list[Path]) -> dict:
+    """Plan, skip complete slices, download the rest on Dask; return the summary (also written)."""
+    raw = Path(cfg.out)
     save_config(cfg, jobs_dir(raw) / "download_config.yaml")
     tally, started = _Tally(), time.time()
     with dask_client(cfg.scheduler, cfg.workers) as client:
@@ -234,7 +265,10 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.encode_format not in ("jpg", "png", "webp"):
         raise SystemExit(f"--encode-format must be jpg, png or webp (got {cfg.encode_format!r})")
     cfg = _resolve_encode_quality(cfg)
-    summary = run(cfg)
+    try:
+        summary = run(cfg)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
     if summary["failed_slices"]:
         _LOG.error("%d slice(s) failed; rerun the same command to retry them", len(summary["failed_slices"]))
     return summary

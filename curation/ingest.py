@@ -9,6 +9,11 @@ shards of ``--shard-size``; the folder gets a range of shard ids after everythin
 ``raw/`` (``raw/_jobs/allocations.json``), so a rerun maps to the same shards and skips complete
 ones, while partial ones are deleted and redone. A file that cannot be read or is not an image
 becomes a row with a status (``failed_to_read``, ``failed_to_decode``, ``empty``), never a crash.
+
+Stage contract (``common.stagefolder`` via ``allocation.open_raw_job``): ``raw/`` is locked while the
+ingest runs (a second ingest / download into it exits 2 naming the holder); the settings this
+``--folder`` + ``--source`` was ingested with are recorded in ``raw/_jobs/ingest-<source>-<id>/``; a
+rerun with others exits 2 naming them unless ``--overwrite`` (which deletes its raw shards).
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from tqdm import tqdm
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DecodeError, decode_rgb, probe_size
+from common.stagefolder import StageRefused, refuse_exit
 from curation.cluster import dask_client
 from curation.downloading.slice_task import TMP_DIR, clear_shard, key_digits
 from curation.rawshards import check_shard, shard_paths
-from curation.sharding.allocation import allocate, job_key, jobs_dir
+from curation.sharding.allocation import allocate, job_key, jobs_dir, open_raw_job
 
 _LOG = logging.getLogger("curation.ingest")
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "GIF": "gif",
@@ -70,6 +76,10 @@ class IngestConfig:
     workers: int = field(default=0, metadata={
         "help": "0: write shards in this process; N > 0: a LocalCluster with N worker processes, one task "
                 "per shard (ignored with --scheduler) (default: 0)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "when this --folder/--source was ingested into --out with other settings (--recursive, "
+                "--extensions, --full-decode): delete its raw shards and ingest again (default: refuse with "
+                "exit code 2, naming each difference)"})
 
 
 def list_files(folder: Path, recursive: bool, extensions: list[str], exclude: Path | None = None) -> list[str]:
@@ -211,11 +221,26 @@ def _run_shards(cfg: IngestConfig, jobs: list[tuple[str, list[str]]], raw: Path,
     return results
 
 
+def stage_settings(cfg: IngestConfig) -> dict:
+    """What decides this folder's raw shards (not workers or the scheduler; shard size is fixed at first run)."""
+    return {"recursive": cfg.recursive, "extensions": sorted(e.lower().lstrip(".") for e in cfg.extensions),
+            "full_decode": cfg.full_decode}
+
+
 def run(cfg: IngestConfig) -> dict:
+    """Lock ``--out``, check the settings of this folder + source, then ingest (see :func:`ingest`)."""
     folder, raw = Path(cfg.folder), Path(cfg.out)
     if not folder.is_dir():
         raise SystemExit(f"--folder {folder} is not a folder")
     raw.mkdir(parents=True, exist_ok=True)
+    identity = {"folder": str(folder.resolve()), "source": cfg.source}
+    with open_raw_job(raw, "ingest", identity, stage_settings(cfg), overwrite=cfg.overwrite):
+        return ingest(cfg)
+
+
+def ingest(cfg: IngestConfig) -> dict:
+    """Plan the folder's shards, skip complete ones, write the rest; return the summary (also written)."""
+    folder, raw = Path(cfg.folder), Path(cfg.out)
     save_config(cfg, jobs_dir(raw) / "ingest_config.yaml")
     rel_paths = list_files(folder, cfg.recursive, cfg.extensions, exclude=raw)
     spec = {"kind": "ingest", "folder": str(folder.resolve()), "source": cfg.source, "recursive": cfg.recursive,
@@ -250,7 +275,10 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(IngestConfig, argv)
     if cfg.shard_size < 1:
         raise SystemExit("--shard-size must be >= 1")
-    return run(cfg)
+    try:
+        return run(cfg)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
 
 
 if __name__ == "__main__":

@@ -27,13 +27,16 @@ import yaml
 from common.atomic import atomic_write_text
 from common.cliconfig import parse_config
 from curation import flatviz
+from curation.layout import METRIC_COLUMNS
+from curation.layout import METRICS as METRIC_TABLE
 from curation.query import table_sources
 from curation.reporting.grid import load_sources, patch_grid_from_tars, thumbnail_grid
 from curation.sharding import flat, tiling
+from curation.thresholds import Thresholds
 
 _LOG = logging.getLogger("curation.report")
-METRICS = ("niqe", "brisque", "nima")
-HIGHER_IS_BETTER = {"niqe": False, "brisque": False, "nima": True}
+METRICS = METRIC_COLUMNS
+HIGHER_IS_BETTER = {m.name: not m.lower_better for m in METRIC_TABLE.values()}
 
 
 @dataclass
@@ -50,13 +53,8 @@ class ReportConfig:
 
 
 def parse_thresholds(text: str) -> dict[str, float]:
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or name.strip() not in METRICS:
-            raise ValueError(f"bad threshold {part!r}: expected e.g. niqe=6,brisque=40,nima=4.5")
-        out[name.strip()] = float(value)
-    return out
+    """``--thresholds`` (:class:`curation.thresholds.Thresholds`, the filter's syntax) as a dict."""
+    return Thresholds.parse(text).as_dict()
 
 
 def thresholds_from_stats(path: Path) -> dict[str, float]:

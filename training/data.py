@@ -14,7 +14,6 @@ the stream was (re)started at — the loop restarts the stream at every checkpoi
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 from collections.abc import Iterable, Iterator
@@ -29,6 +28,7 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from common.pngcodec import decode_png
+from curation.layout import MANIFEST_NAME, Manifest
 from training.degrade import DegradeConfig, corrupt
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,21 @@ _GOPEN_SCHEMES = ("", "file", "pipe", "http", "https")
 class ShardSet:
     urls: list[str]
     total_samples: int | None  # from manifest.json when there is one
+    patch_size: int | None = None  # from manifest.json (the smallest, over several manifests)
+
+
+class CropTooLarge(ValueError):
+    """``--crop`` larger than the patches: the stream would never yield a sample."""
+
+
+def check_crop(shards: ShardSet, crop: int, flag: str = "--crop") -> None:
+    """Refuse at start-up a crop the patches cannot provide (known from the manifest's patch size)."""
+    if shards.patch_size is not None and crop > shards.patch_size:
+        raise CropTooLarge(f"{flag} {crop} is larger than the {shards.patch_size}-px patches of these shards "
+                           f"(manifest patch_size); use {flag} <= {shards.patch_size} or shards cut with a larger --patch")
 
 
 # ---- shard resolution and opening -------------------------------------------------------------
-
-def _read_manifest(url: str) -> dict:
-    import fsspec
-
-    with fsspec.open(url, "rt") as fh:
-        return json.load(fh)
 
 
 def _is_dir_like(spec: str) -> bool:
@@ -69,19 +75,21 @@ def resolve_shards(specs: str | Iterable[str]) -> ShardSet:
     specs = [specs] if isinstance(specs, str) else list(specs)
     urls: list[str] = []
     total: int | None = 0
+    patch_sizes: list[int] = []
     for spec in specs:
-        if spec.endswith("manifest.json") or _is_dir_like(spec):
-            manifest_url = spec if spec.endswith("manifest.json") else spec.rstrip("/") + "/manifest.json"
+        if spec.endswith(MANIFEST_NAME) or _is_dir_like(spec):
+            manifest_url = spec if spec.endswith(MANIFEST_NAME) else spec.rstrip("/") + "/" + MANIFEST_NAME
             base = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
-            manifest = _read_manifest(manifest_url)
-            urls += [f"{base}/{s['name']}" for s in manifest["shards"]]
-            total = None if total is None else total + int(manifest.get("total_samples", 0))
+            manifest = Manifest.read(manifest_url)  # the curation contract (curation.layout)
+            urls += manifest.shard_urls(base)
+            total = None if total is None else total + manifest.total_samples
+            patch_sizes.append(manifest.patch_size)
         else:
             urls += expand_urls(spec)
             total = None
     if not urls:
         raise ValueError(f"no shards found in {specs}")
-    return ShardSet(urls=urls, total_samples=total)
+    return ShardSet(urls=urls, total_samples=total, patch_size=min(patch_sizes) if patch_sizes else None)
 
 
 def open_shards(sources: Iterable[dict], handler) -> Iterator[dict]:
@@ -300,7 +308,9 @@ def load_val_set(specs: str | Iterable[str], *, count: int, crop: int, degrade: 
     """First ``count`` decodable samples of the held-out shards: centre crops, corrupted deterministically."""
     degrade.validate(crop)
     handler = CountingHandler("validation sample")
-    samples = group_by_keys(tar_file_expander(open_shards(({"url": u} for u in resolve_shards(specs).urls),
+    shard_set = resolve_shards(specs)
+    check_crop(shard_set, crop)
+    samples = group_by_keys(tar_file_expander(open_shards(({"url": u} for u in shard_set.urls),
                                                           handler), handler=handler), handler=handler)
     lq, gt = [], []
     for sample in samples:

@@ -25,7 +25,9 @@ from dynet_model.config import ModelConfig
 from dynet_model.variants import parse_reuse
 from training.data import (
     BatchStream,
+    CropTooLarge,
     build_pipeline,
+    check_crop,
     load_val_set,
     resolve_shards,
     sample_rng,
@@ -62,6 +64,7 @@ class PretrainData:
     def __init__(self, cfg: PretrainConfig, env: DistEnv) -> None:
         self.cfg, self.env = cfg, env
         self.shards = resolve_shards(cfg.shards)
+        check_crop(self.shards, cfg.crop)  # at start-up: a crop larger than the patches never yields a batch
         self.degrade = degrade_config(cfg)
         self.stream: BatchStream | None = None
         self.skipped_before = 0
@@ -152,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = init_distributed(cfg.device)
     try:
         result = run(cfg, env)
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, CropTooLarge) as exc:
         log.error("%s", exc)
         sys.exit(2)
     finally:

@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curation.layout import FILTER_METADATA_KEY, KEPT_REQUIRED, PLAN_ROW_SCHEMA, ShardId
 from curation.sharding.tiling import tile_count
 
-REQUIRED_COLUMNS = ("key", "raw_shard", "sha256", "width", "height")
+REQUIRED_COLUMNS = KEPT_REQUIRED
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -41,37 +42,31 @@ def parse_size(text: str | int) -> int:
 
 
 def raw_shard_id(value) -> str:
-    """Raw shard ids are zero-padded decimal strings; an integer column is padded to 5 digits."""
+    """The raw shard name of a kept row (an integer column is formatted like every raw shard name)."""
     if value is None:
         raise ValueError("kept row without raw_shard")
-    return f"{value:05d}" if isinstance(value, int) else str(value)
-
-
-PLAN_SCHEMA = pa.schema([
-    ("key", pa.string()), ("raw_shard", pa.string()), ("source", pa.string()), ("url", pa.string()),
-    ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()), ("niqe", pa.float64()),
-    ("brisque", pa.float64()), ("nima", pa.float64()),
-])
+    return ShardId.parse(value).name
 
 
 @dataclass
 class Plan:
     """The planned rows (kept images to tile, with their output ``shard`` index) and what was left out."""
 
-    table: pa.Table  # PLAN_SCHEMA + shard (int32) + duplicate_keys (list<string>), sorted by shard
+    table: pa.Table  # curation.layout.PLAN_SCHEMA (shard = patch shard name), sorted by shard
     n_shards: int
     duplicates: list[dict] = field(default_factory=list)  # {"key", "duplicate_of", "sha256"}
     too_small: list[str] = field(default_factory=list)  # keys of images smaller than one patch
     fingerprint: str = ""
 
     def summary(self) -> dict:
-        counts = np.bincount(self.table.column("shard").to_numpy(), minlength=self.n_shards) if self.n_shards else []
+        names = self.table.column("shard").to_pylist()
+        counts = np.bincount([ShardId.parse(n).index for n in names], minlength=self.n_shards) if self.n_shards else []
         return {"fingerprint": self.fingerprint, "n_shards": self.n_shards, "images": self.table.num_rows,
                 "images_per_shard": [int(c) for c in counts], "duplicates": self.duplicates, "too_small": self.too_small}
 
 
 def read_kept(path: str | Path) -> pa.Table:
-    """kept.parquet as a PLAN_SCHEMA table (only ``kept == True`` rows when the column exists), contract-checked."""
+    """kept.parquet as a PLAN_ROW_SCHEMA table (only ``kept == True`` rows when the column exists), contract-checked."""
     table = pq.read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
@@ -79,14 +74,14 @@ def read_kept(path: str | Path) -> pa.Table:
     if "kept" in table.column_names:
         table = table.filter(pc.fill_null(table.column("kept"), False))
     cols = {}
-    for f in PLAN_SCHEMA:
+    for f in PLAN_ROW_SCHEMA:
         if f.name == "raw_shard":
             cols[f.name] = pa.array([raw_shard_id(v) for v in table.column("raw_shard").to_pylist()], pa.string())
         elif f.name in table.column_names:
             cols[f.name] = table.column(f.name).cast(f.type)
         else:
             cols[f.name] = pa.nulls(table.num_rows, f.type)
-    out = pa.table(cols, schema=PLAN_SCHEMA)
+    out = pa.table(cols, schema=PLAN_ROW_SCHEMA)
     if pc.count_distinct(out.column("key")).as_py() != out.num_rows:
         raise ValueError(f"{path}: duplicate keys in kept table")
     return out
@@ -138,7 +133,7 @@ def make_plan(table: pa.Table, patch: int, shard_bytes: int, bytes_per_pixel: fl
         shard_of.append(shard)
         current += est
     planned = table.take(pa.array(rows, pa.int64()))
-    planned = planned.append_column("shard", pa.array(shard_of, pa.int32()))
+    planned = planned.append_column("shard", pa.array([ShardId.patches(i).name for i in shard_of], pa.string()))
     planned = planned.append_column("duplicate_keys", pa.array([dup_keys.get(keys[i], []) for i in rows],
                                                                 pa.list_(pa.string())))
     return Plan(table=planned, n_shards=(shard + 1) if rows else 0, duplicates=duplicates, too_small=too_small,
@@ -154,4 +149,19 @@ def write_plan_table(plan: Plan, path: Path) -> None:
 
 def read_plan_rows(path: str | Path, index: int) -> list[dict]:
     """Rows planned for output shard ``index`` (row groups whose ``shard`` stats exclude it are skipped)."""
-    return pq.read_table(path, filters=[("shard", "=", index)]).to_pylist()
+    return pq.read_table(path, filters=[("shard", "=", ShardId.patches(index).name)]).to_pylist()
+
+
+def kept_max_pixels(path: str | Path) -> int | None:
+    """The decompression-bomb limit ``curation.filter`` kept these images under (its metadata), if recorded."""
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        value = json.loads(meta.get(FILTER_METADATA_KEY, b"{}")).get("max_pixels")
+    except ValueError:
+        return None
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def content_fingerprint(table: pa.Table) -> str:
+    """sha256 of the planned rows' identity (raw shard, key, sha256, size): what decides the patch set."""
+    return _fingerprint(table.sort_by([("raw_shard", "ascending"), ("key", "ascending")]), {})

@@ -97,3 +97,15 @@ def test_cli_writes_all_three_outputs(scores, tmp_path, capsys):
     for name in ("kept.parquet", "decisions.parquet", "filter_stats.json"):
         assert (tmp_path / "o" / name).exists()
     assert "kept 2 of 9" in capsys.readouterr().out
+
+
+def test_aspect_and_pixel_rules_live_in_the_filter(tmp_path):
+    _write_scores(tmp_path / "s", "00000", [_row("square"), _row("wide", w=5000, h=1100), _row("huge", w=20000, h=15000)])
+    stats = filter_scores(tmp_path / "s", tmp_path / "kept.parquet", None, min_side=1024, max_aspect=4.0,
+                          max_pixels=100_000_000)
+    dec = {r["key"]: r["drop_reason"] for r in pq.read_table(tmp_path / "decisions.parquet").to_pylist()}
+    assert dec == {"square": None, "wide": "aspect>4", "huge": "pixels>100000000"}
+    assert stats["max_aspect"] == 4.0 and stats["max_pixels"] == 100_000_000
+    from curation.sharding.plan import kept_max_pixels
+
+    assert kept_max_pixels(tmp_path / "kept.parquet") == 100_000_000  # curation.shard decodes under it

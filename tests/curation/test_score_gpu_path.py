@@ -27,7 +27,7 @@ def test_gpu_resource_tasks_run_on_gpu_workers(tmp_path):
     metrics = ("niqe", "brisque")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                       resources={"GPU": 1}) as cluster, Client(cluster) as client:
-        summary = score_raw(tmp_path / "raw", tmp_path / "scores", build_settings(metrics, require(metrics), min_side=96),
+        summary = score_raw(tmp_path / "raw", tmp_path / "scores", build_settings(metrics, require(metrics)),
                             client, resources=gpu.task_resources("cuda", cluster.scheduler_address))
     assert summary.shards_written == 1 and summary.statuses == {"ok": 2}
     assert pq.read_table(tmp_path / "scores" / "00000.parquet").num_rows == 2

@@ -45,7 +45,7 @@ def test_worker_killing_image_gets_failed_oom_and_the_others_keep_their_scores(k
     samples.append(Sample("s0fail", None, status="failed_to_download", error_message="connection refused"))
     write_raw_shard(tmp_path / "raw", "00000", samples)
     metrics = ("niqe", "brisque")
-    summary = score_raw(tmp_path / "raw", tmp_path / "scores", build_settings(metrics, require(metrics), min_side=96),
+    summary = score_raw(tmp_path / "raw", tmp_path / "scores", build_settings(metrics, require(metrics)),
                         killing_client, retries=0)
     assert summary.shards_written == 1 and not summary.shards_failed
     rows = {r["key"]: r for r in pq.read_table(tmp_path / "scores" / "00000.parquet").to_pylist()}
