@@ -147,3 +147,12 @@ def test_brisque_weights_are_never_unpickled(monkeypatch, tmp_path):
     bad.write_bytes(pickle.dumps((Payload(), torch.zeros(3))))
     with pytest.raises(ValueError, match="weights_only"):
         load_svr_tensors(bad)
+
+
+def test_engine_is_part_of_the_score_stage_settings():
+    """Scores of one engine are never mixed with the other's in one folder: the engine is in the fingerprint."""
+    from curation.score import build_settings, stage_settings
+
+    fast = stage_settings(build_settings(NATIVE, require(NATIVE)))
+    ref = stage_settings(build_settings(NATIVE, require(NATIVE), engine="pyiqa"))
+    assert fast["engine"] == "fast" and ref["engine"] == "pyiqa" and fast != ref
