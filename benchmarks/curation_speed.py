@@ -105,7 +105,15 @@ def _engine_rows(engine: str, metrics: list[str], paths: dict, blobs: list[bytes
             return ms.score_native_one(rgb, name)
 
         def timed(name=name, one=one) -> int:
-            scores[name] = [one(decode_rgb(b)) for b in blobs]
+            if getattr(ms, "batched", False):  # --device cuda: the batched kernels on one size bucket
+                from curation.scoring import batched
+
+                fn, model = ((batched.niqe_batch, ms.niqe_model) if name == "niqe"
+                             else (batched.brisque_batch, ms.brisque_model))
+                x = torch.from_numpy(np.stack([decode_rgb(b) for b in blobs])).to(cfg.device)
+                scores[name] = fn(x, model)
+            else:
+                scores[name] = [one(decode_rgb(b)) for b in blobs]
             return len(blobs)
         rows[name] = _time(timed, cfg.repeats)
     if "nima" in metrics:

@@ -26,6 +26,8 @@ from curation.scoring.niqe import BLOCK, NiqeModel, niqe
 
 _LOG = logging.getLogger(__name__)
 NIMA_STRIP_BYTES = 32 << 20
+BATCH_IMAGES = 8  # images per batched NIQE/BRISQUE call (one size bucket)
+QUEUE_PIXELS = 64_000_000  # decoded pixels held across buckets before the fullest bucket is scored anyway
 
 
 def nima_geometry(height: int, width: int, size: int) -> tuple[int, int]:
@@ -61,11 +63,14 @@ class FastMetricSet:
 
     engine = "fast"
 
-    def __init__(self, metrics: Sequence[str], device: str, weight_paths: dict[str, str]):
+    def __init__(self, metrics: Sequence[str], device: str, weight_paths: dict[str, str], batched: bool | None = None):
         from curation.scoring.metrics import load_nima
 
         self.metrics = tuple(metrics)
         self.device = torch.device(device)
+        # on a GPU, NIQE/BRISQUE run as batched torch kernels over images of one size (a bucket)
+        self.batched = self.device.type == "cuda" if batched is None else batched
+        self.buckets: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
         self.niqe_model = NiqeModel.load(weight_paths["niqe"]) if "niqe" in self.metrics else None
         self.brisque_model = BrisqueModel.load(weight_paths["brisque"]) if "brisque" in self.metrics else None
         self.nima = load_nima(weight_paths["nima"], device=str(self.device)) if "nima" in self.metrics else None
@@ -91,6 +96,53 @@ class FastMetricSet:
     def score_image(self, rgb: np.ndarray) -> tuple[dict[str, float], torch.Tensor | None]:
         scores = self.score_native(rgb)
         return scores, (nima_input(rgb, self.nima_size) if self.nima is not None else None)
+
+    # ---- batched mode: queue decoded images by size, score a bucket at a time ---------------------
+
+    def queue(self, key: str, rgb: np.ndarray) -> list[tuple[str, dict | None, torch.Tensor | None, str | None]]:
+        """Queue one decoded image; returns the results of any bucket that became due: (key, scores, nima input, error)."""
+        bucket = self.buckets.setdefault(rgb.shape[:2], [])
+        bucket.append((key, rgb))
+        if len(bucket) >= BATCH_IMAGES:
+            return self._run_bucket(rgb.shape[:2])
+        if sum(len(b) * s[0] * s[1] for s, b in self.buckets.items()) > QUEUE_PIXELS:
+            fullest = max(self.buckets, key=lambda s: len(self.buckets[s]) * s[0] * s[1])
+            return self._run_bucket(fullest)
+        return []
+
+    def drain(self) -> list[tuple[str, dict | None, torch.Tensor | None, str | None]]:
+        """Score every queued image (end of a shard)."""
+        out = []
+        for size in list(self.buckets):
+            out += self._run_bucket(size)
+        return out
+
+    def _run_bucket(self, size: tuple[int, int]) -> list[tuple[str, dict | None, torch.Tensor | None, str | None]]:
+        from curation.scoring.batched import brisque_batch, niqe_batch
+
+        items = self.buckets.pop(size)
+        h, w = size
+        try:
+            if (self.niqe_model is not None and (h < BLOCK or w < BLOCK)) or min(h, w) < 8:
+                raise ValueError("too small for a batch")  # per image below: each gets its own clear error
+            batch = torch.from_numpy(np.stack([rgb for _, rgb in items])).to(self.device)
+            scores = [{} for _ in items]
+            for name, fn, model in (("niqe", niqe_batch, self.niqe_model), ("brisque", brisque_batch, self.brisque_model)):
+                if model is not None:
+                    for d, v in zip(scores, fn(batch, model)):
+                        d[name] = v
+            del batch
+        except Exception as exc:  # e.g. GPU out of memory: score these images one by one instead
+            _LOG.debug("batch of %d %dx%d image(s) failed (%s); scoring them one by one", len(items), w, h, exc)
+            scores = None
+        out = []
+        for i, (key, rgb) in enumerate(items):
+            try:
+                native = scores[i] if scores is not None else self.score_native(rgb)
+                out.append((key, native, nima_input(rgb, self.nima_size) if self.nima is not None else None, None))
+            except Exception as exc:
+                out.append((key, None, None, f"{type(exc).__name__}: {exc}"[:500]))
+        return out
 
     def score_nima(self, batch: Sequence[torch.Tensor]) -> list[float]:
         with torch.inference_mode():

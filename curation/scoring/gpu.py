@@ -6,8 +6,9 @@
 - With ``--scheduler``: tasks ask for the worker resource ``GPU=1``, so they run only on workers started
   with ``dask worker --resources GPU=1`` or ``dask cuda worker --resources GPU=1`` (README: multi-node).
 
-On a GPU worker the fast engine batches NIMA on the GPU; NIQE and BRISQUE run on the worker's CPU core
-(they are integer-exact strip pipelines, see docs/curation-score.md).
+On a GPU worker the fast engine queues decoded images by size and scores each size bucket with the
+batched torch kernels (:mod:`curation.scoring.batched`) on the GPU, and NIMA in batches; decoding stays
+on the worker's CPU.
 """
 
 from __future__ import annotations

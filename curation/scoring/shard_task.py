@@ -102,6 +102,10 @@ class _ShardScorer:
         res["height"], res["width"] = int(rgb.shape[0]), int(rgb.shape[1])
         t1 = time.perf_counter()
         self.stage_seconds["decode"] += t1 - t0
+        if getattr(self.metric_set, "batched", False):  # GPU: NIQE/BRISQUE batched by size bucket
+            self._collect(self.metric_set.queue(key, rgb))
+            self.stage_seconds["metrics"] += time.perf_counter() - t1
+            return
         try:
             scores, nima_in = self.metric_set.score_image(rgb)
             res.update(scores)
@@ -112,6 +116,18 @@ class _ShardScorer:
         self.stage_seconds["metrics"] += time.perf_counter() - t1
         if len(self.pending) >= self.settings.nima_batch:
             self.flush()
+
+    def _collect(self, done: list) -> None:
+        """Results of a batched bucket: (key, scores, nima input, error) per image."""
+        for key, scores, nima_in, error in done:
+            if error is not None:
+                self.results[key].update(status="metric_error", error=error)
+                continue
+            self.results[key].update(scores)
+            if nima_in is not None:
+                self.pending.append((key, nima_in))
+            if len(self.pending) >= self.settings.nima_batch:
+                self.flush()
 
     def flush(self) -> None:
         if not self.pending:
@@ -129,6 +145,8 @@ class _ShardScorer:
         self.stage_seconds["nima"] += time.perf_counter() - t0
 
     def finalize(self) -> None:
+        if getattr(self.metric_set, "batched", False):
+            self._collect(self.metric_set.drain())
         self.flush()
         for res in self.results.values():
             if res["status"] != "ok":
