@@ -116,12 +116,12 @@ def scale_features(sums: np.ndarray, count: int) -> np.ndarray:
     return np.array(feats)
 
 
-def brisque_features(rgb: np.ndarray) -> np.ndarray:
+def brisque_features(rgb: np.ndarray, y8: np.ndarray | None = None) -> np.ndarray:
     """The 36 BRISQUE features of an HxWx3 uint8 image."""
     h, w = rgb.shape[:2]
 
     def fetch_y(a: int, b: int) -> np.ndarray:
-        return nss.luma(rgb[a:b])
+        return nss.luma(rgb[a:b]) if y8 is None else y8[a:b].astype(np.float32)
 
     def fetch_half(a: int, b: int) -> np.ndarray:
         return nss.half_rows(fetch_y, h, w, a, b)
@@ -142,5 +142,5 @@ def brisque_from_features(feats: np.ndarray, model: BrisqueModel) -> float:
     return float(np.exp(-SVR_GAMMA * dist) @ model.sv_coef - SVR_RHO)
 
 
-def brisque(rgb: np.ndarray, model: BrisqueModel) -> float:
-    return brisque_from_features(brisque_features(rgb), model)
+def brisque(rgb: np.ndarray, model: BrisqueModel, y8: np.ndarray | None = None) -> float:
+    return brisque_from_features(brisque_features(rgb, y8), model)

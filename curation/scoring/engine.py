@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from curation.scoring.brisque import BrisqueModel, brisque
 from curation.scoring.niqe import BLOCK, NiqeModel, niqe
+from curation.scoring.nss import luma_u8
 
 _LOG = logging.getLogger(__name__)
 NIMA_STRIP_BYTES = 32 << 20
@@ -76,22 +77,24 @@ class FastMetricSet:
         self.nima = load_nima(weight_paths["nima"], device=str(self.device)) if "nima" in self.metrics else None
         self.nima_size = int(self.nima.base_model.default_cfg["input_size"][-1]) if self.nima is not None else 0
 
-    def score_native_one(self, rgb: np.ndarray, name: str) -> float:
+    def score_native_one(self, rgb: np.ndarray, name: str, y8: np.ndarray | None = None) -> float:
         """One native metric of one decoded image; raises (the caller records ``metric_error``) when undefined."""
         h, w = rgb.shape[:2]
         if name == "niqe":
             if h < BLOCK or w < BLOCK:
                 raise ValueError(f"niqe: {w}x{h} image has no {BLOCK}x{BLOCK} block (NIQE needs both sides >= {BLOCK})")
-            return niqe(rgb, self.niqe_model)
+            return niqe(rgb, self.niqe_model, y8)
         if name == "brisque":
             if h < 8 or w < 8:
                 raise ValueError(f"brisque: {w}x{h} image is too small for the 7x7 window at half scale")
-            return brisque(rgb, self.brisque_model)
+            return brisque(rgb, self.brisque_model, y8)
         raise KeyError(name)
 
     def score_native(self, rgb: np.ndarray) -> dict[str, float]:
-        """NIQE / BRISQUE of one decoded image."""
-        return {m: self.score_native_one(rgb, m) for m in self.metrics if m != "nima"}
+        """NIQE / BRISQUE of one decoded image (its luma computed once, 1 byte per pixel, for both)."""
+        native = [m for m in self.metrics if m != "nima"]
+        y8 = luma_u8(rgb) if len(native) > 1 else None
+        return {m: self.score_native_one(rgb, m, y8) for m in native}
 
     def score_image(self, rgb: np.ndarray) -> tuple[dict[str, float], torch.Tensor | None]:
         scores = self.score_native(rgb)

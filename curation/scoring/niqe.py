@@ -84,8 +84,11 @@ def _strip_block_rows(width: int) -> int:
     return max(1, STRIP_BYTES // (BLOCK * max(width, 1) * _BYTES_PER_STRIP_PIXEL))
 
 
-def niqe_features(rgb: np.ndarray) -> np.ndarray:
-    """(blocks, 36) features of an HxWx3 uint8 image (empty when a side is under 96 px)."""
+def niqe_features(rgb: np.ndarray, y8: np.ndarray | None = None) -> np.ndarray:
+    """(blocks, 36) features of an HxWx3 uint8 image (empty when a side is under 96 px).
+
+    ``y8``: the image's luma (:func:`curation.scoring.nss.luma_u8`) when already computed (shared with BRISQUE).
+    """
     h, w = rgb.shape[:2]
     nbh, nbw = h // BLOCK, w // BLOCK
     if nbh == 0 or nbw == 0:
@@ -94,7 +97,7 @@ def niqe_features(rgb: np.ndarray) -> np.ndarray:
     unit = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)  # pyiqa: (Y / 255.0) in float64 -> float32
 
     def fetch_y(a: int, b: int) -> np.ndarray:
-        return nss.luma(rgb[a:b, :wc])
+        return nss.luma(rgb[a:b, :wc]) if y8 is None else y8[a:b, :wc].astype(np.float32)
 
     def fetch_unit(a: int, b: int) -> np.ndarray:
         return unit[fetch_y(a, b).astype(np.intp)]
@@ -134,5 +137,5 @@ def niqe_from_features(feats: np.ndarray, model: NiqeModel) -> float:
     return float(np.sqrt(d @ inv @ d))
 
 
-def niqe(rgb: np.ndarray, model: NiqeModel) -> float:
-    return niqe_from_features(niqe_features(rgb), model)
+def niqe(rgb: np.ndarray, model: NiqeModel, y8: np.ndarray | None = None) -> float:
+    return niqe_from_features(niqe_features(rgb, y8), model)

@@ -77,6 +77,17 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def luma_u8(rgb: np.ndarray, strip_rows: int = 1024) -> np.ndarray:
+    """The whole image's Y as uint8 (1 byte per pixel; Y is an integer 0..255), computed strip by strip.
+
+    Computed once per image and shared by NIQE and BRISQUE (each would otherwise convert every strip twice).
+    """
+    out = np.empty(rgb.shape[:2], np.uint8)
+    for a in range(0, rgb.shape[0], strip_rows):
+        out[a:a + strip_rows] = luma(rgb[a:a + strip_rows])
+    return out
+
+
 # ---------------------------------------------------------------- padding and strips
 
 def _edge_index(idx: np.ndarray, n: int, mode: str) -> np.ndarray:
