@@ -28,6 +28,7 @@ from collections.abc import Callable
 import cv2
 import numba
 import numpy as np
+import torch
 
 RowFetch = Callable[[int, int], np.ndarray]  # rows [a, b) of a 2-D source image, 0 <= a < b <= height
 
@@ -131,14 +132,47 @@ HALF_WEIGHTS = _half_weights()
 _HALF_TAPS = [(k, HALF_WEIGHTS[k]) for k in range(10) if HALF_WEIGHTS[k] != 0]
 
 
+_TAP_K = np.array([k for k, _ in _HALF_TAPS], dtype=np.int64)
+_TAP_W = np.array([w for _, w in _HALF_TAPS], dtype=np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _half_rows_kernel(p, tk, tw, out):  # pragma: no cover - compiled
+    """out[i] = sum_t tw[t] * p[2i + tk[t]]: float32 products added in tap order (no fused multiply-add)."""
+    for i in range(out.shape[0]):
+        o = out[i]
+        r = p[2 * i + tk[0]]
+        for c in range(o.shape[0]):
+            o[c] = tw[0] * r[c]
+        for t in range(1, tk.shape[0]):
+            r = p[2 * i + tk[t]]
+            w = tw[t]
+            for c in range(o.shape[0]):
+                o[c] = o[c] + w * r[c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _half_cols_kernel(q, tk, tw, out):  # pragma: no cover - compiled
+    """out[:, j] = sum_t tw[t] * q[:, 2j + tk[t]], same arithmetic along the rows."""
+    for r in range(out.shape[0]):
+        qr = q[r]
+        o = out[r]
+        for j in range(o.shape[0]):
+            acc = tw[0] * qr[2 * j + tk[0]]
+            for t in range(1, tk.shape[0]):
+                acc = acc + tw[t] * qr[2 * j + tk[t]]
+            o[j] = acc
+
+
 def _half_1d(p: np.ndarray, n_out: int, axis: int) -> np.ndarray:
-    """out[i] = sum_k w_k p[2i + k] along ``axis`` (p already padded by 4 before), float32 accumulation."""
-    out = None
-    for k, w in _HALF_TAPS:
-        sl = [slice(None)] * p.ndim
-        sl[axis] = slice(k, k + 2 * n_out - 1, 2)
-        term = p[tuple(sl)] * w
-        out = term if out is None else np.add(out, term, out=out)
+    """out[i] = sum_k w_k p[2i + k] along ``axis`` (p already padded by 4 before), float32, taps in order."""
+    p = np.ascontiguousarray(p, dtype=np.float32)
+    if axis == 0:
+        out = np.empty((n_out, p.shape[1]), np.float32)
+        _half_rows_kernel(p, _TAP_K, _TAP_W, out)
+    else:
+        out = np.empty((p.shape[0], n_out), np.float32)
+        _half_cols_kernel(p, _TAP_K, _TAP_W, out)
     return out
 
 
@@ -311,16 +345,22 @@ def _conv7_f32(x, x2, k, mu, e2):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _mscn_f32(x, mu, e2, out):  # pragma: no cover - compiled
-    """(x - mu) / (sqrt(|e2 - mu^2| + eps) + 1), every step rounded to float32 (no contraction), as float64."""
+def _variance_f32(mu, e2):  # pragma: no cover - compiled
+    """e2 <- |e2 - mu^2| + eps in place, every step rounded to float32 (no contraction)."""
     eps = np.float32(np.finfo(np.float32).eps)
+    for r in range(e2.shape[0]):
+        for c in range(e2.shape[1]):
+            m = mu[r, c]
+            e2[r, c] = np.float32(np.abs(np.float32(e2[r, c] - np.float32(m * m)))) + eps
+
+
+@numba.njit(cache=True, nogil=True)
+def _normalise_f32(x, mu, sigma, out):  # pragma: no cover - compiled
+    """out <- (x - mu) / (sigma + 1), float32 steps, stored as float64."""
     one = np.float32(1.0)
     for r in range(out.shape[0]):
         for c in range(out.shape[1]):
-            m = mu[r, c]
-            sq = np.float32(m * m)
-            sigma = np.sqrt(np.float32(np.abs(np.float32(e2[r, c] - sq)) + eps))
-            out[r, c] = np.float32(np.float32(x[r, c] - m) / np.float32(sigma + one))
+            out[r, c] = np.float32(np.float32(x[r, c] - mu[r, c]) / np.float32(sigma[r, c] + one))
 
 
 def mscn_rows_f32(fetch: RowFetch, n: int, r0: int, r1: int) -> np.ndarray:
@@ -331,6 +371,8 @@ def mscn_rows_f32(fetch: RowFetch, n: int, r0: int, r1: int) -> np.ndarray:
     mu = np.empty((r1 - r0, ext.shape[1] - 2 * HALO), np.float32)
     e2 = np.empty_like(mu)
     _conv7_f32(ext, ext2, WINDOW_F32, mu, e2)
+    _variance_f32(mu, e2)
+    torch.from_numpy(e2).sqrt_()  # torch's float32 sqrt (not always correctly rounded on every CPU): pyiqa's
     out = np.empty(mu.shape, np.float64)
-    _mscn_f32(ext[HALO:-HALO, HALO:-HALO], mu, e2, out)
+    _normalise_f32(ext[HALO:-HALO, HALO:-HALO], mu, e2, out)
     return out

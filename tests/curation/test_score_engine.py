@@ -156,3 +156,28 @@ def test_engine_is_part_of_the_score_stage_settings():
     fast = stage_settings(build_settings(NATIVE, require(NATIVE)))
     ref = stage_settings(build_settings(NATIVE, require(NATIVE), engine="pyiqa"))
     assert fast["engine"] == "fast" and ref["engine"] == "pyiqa" and fast != ref
+
+
+def test_half_resize_and_brisque_maps_are_bit_equal_to_pyiqa():
+    """MATLAB imresize(0.5) and BRISQUE's float32 MSCN map, strip by strip, equal pyiqa's whole-image results bit for bit."""
+    from common.torchvision_compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    from pyiqa.archs.func_util import normalize_img_with_gauss
+    from pyiqa.matlab_utils import imresize
+    from pyiqa.utils.color_util import to_y_channel
+
+    rgb = _with_flat_areas(natural_image((301, 193), seed=11))
+    y_ref = to_y_channel(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0, 255.0)
+    y = nss.luma(rgb)
+    h, w = y.shape
+
+    def fetch(a, b):
+        return y[a:b]
+
+    assert np.array_equal(nss.half_rows(fetch, h, w, 0, nss.half_size(h)), imresize(y_ref, scale=0.5)[0, 0].numpy())
+    assert np.array_equal(np.concatenate([nss.half_rows(fetch, h, w, 0, 40), nss.half_rows(fetch, h, w, 40, 97)]),
+                          imresize(y_ref, scale=0.5)[0, 0].numpy())  # strips = whole image
+    ref_map = normalize_img_with_gauss(y_ref, 7, 7 / 6, padding="same")[0, 0].numpy()
+    ours = np.concatenate([nss.mscn_rows_f32(fetch, h, 0, 70), nss.mscn_rows_f32(fetch, h, 70, h)])
+    assert np.array_equal(ours, ref_map.astype(np.float64))
