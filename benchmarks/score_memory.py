@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from common.atomic import atomic_write_json  # noqa: E402
-from common.cliconfig import parse_config  # noqa: E402
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
 
 CHILD = r"""
 import json, resource, sys
@@ -66,8 +66,8 @@ class MemoryConfig:
 
 def write_large_jpeg(path: Path, megapixels: float, seed: int = 0) -> tuple[int, int]:
     """A photo-like JPEG of about ``megapixels`` MP (3:2), built from a tiled textured tile plus noise."""
-    w = int(round((megapixels * 1e6 * 1.5) ** 0.5))
-    h = int(round(megapixels * 1e6 / w))
+    w = round((megapixels * 1e6 * 1.5) ** 0.5)
+    h = round(megapixels * 1e6 / w)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:512, 0:512].astype(np.float32)
     tile = np.stack([127 + 60 * np.sin(xx / (7 + 3 * c)) * np.cos(yy / (11 + c)) for c in range(3)], -1)

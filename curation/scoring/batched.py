@@ -123,4 +123,4 @@ def brisque_batch(rgb: torch.Tensor, model: BrisqueModel) -> list[float]:
     return [brisque_from_features(np.concatenate([f1, f2]), model) for f1, f2 in zip(*per_scale)]
 
 
-__all__ = ["brisque_batch", "half", "luma", "mscn", "niqe_batch", "FEATURE_RANGES", "SVR_GAMMA", "SVR_RHO"]
+__all__ = ["FEATURE_RANGES", "SVR_GAMMA", "SVR_RHO", "brisque_batch", "half", "luma", "mscn", "niqe_batch"]

@@ -55,7 +55,7 @@ def nima_input(rgb: np.ndarray, size: int) -> torch.Tensor:
         narrow[:, :, a:b] = F.interpolate(strip, size=(b - a, nw), mode="bilinear", align_corners=False,
                                           antialias=True)
     out = F.interpolate(narrow, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)[0]
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    top, left = round((nh - size) / 2.0), round((nw - size) / 2.0)
     return out[:, top:top + size, left:left + size].contiguous()
 
 

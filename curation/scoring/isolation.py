@@ -18,7 +18,12 @@ from dask.distributed import Client, as_completed
 from distributed import KilledWorker
 
 from curation.rawshards import shard_paths
-from curation.scoring.shard_task import ScoreSettings, ShardResult, score_keys, write_scores
+from curation.scoring.shard_task import (
+    ScoreSettings,
+    ShardResult,
+    score_keys,
+    write_scores,
+)
 
 _LOG = logging.getLogger(__name__)
 
