@@ -5,7 +5,7 @@
 
 Each timing is one process, one thread (``torch.set_num_threads(1)``, ``cv2.setNumThreads(1)``, numba
 serial: one core, as in a Dask worker), a warm-up (lazy init, numba compilation) then several repeats,
-median. On CPU the rate is images per core-second from process CPU time (meaningful on a shared machine);
+median; the engines alternate repeat by repeat within each row, so both see the same machine load. On CPU the rate is images per core-second from process CPU time (meaningful on a shared machine);
 on cuda it is images per wall-second of the one GPU process. Each metric row includes decoding the JPEG
 (as in the pipeline, where every image is decoded once). Both engines score the same images in the same
 run; the JSON holds ``speedup_vs_pyiqa`` (metric → ratio of rates) and ``max_rel_diff_vs_pyiqa`` (metric →
@@ -92,8 +92,28 @@ def _nima_weights(tmp: Path) -> tuple[str, str]:
     return str(path), "TEST_ONLY random init (speed only; scores meaningless)"
 
 
-def _engine_rows(engine: str, metrics: list[str], paths: dict, blobs: list[bytes], cfg: SpeedConfig) -> tuple[dict, dict]:
-    """Timings per metric and the scores per metric (one list per image) of one engine."""
+def _time_interleaved(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, dict]:
+    """Like :func:`_time` for several engines, alternating them repeat by repeat (same machine load for each)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    samples: dict[str, list[tuple[float, float, int]]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            n = fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            samples[k].append((time.process_time() - c0, time.perf_counter() - w0, n))
+    out = {}
+    for k, rows in samples.items():
+        c, w, n = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows), rows[0][2]
+        out[k] = {"images": n, "cpu_s_per_image": c / n, "wall_s_per_image": w / n,
+                  "images_per_s_per_core": n / c, "images_per_s_wall": n / w}
+    return out
+
+
+def _engine_jobs(engine: str, metrics: list[str], paths: dict, blobs: list[bytes], cfg: SpeedConfig) -> tuple[dict, dict]:
+    """The timed functions per row (metric) of one engine, and the dict their scores go to."""
     ms = build_metric_set(metrics, cfg.device, paths, engine=engine)
     rows, scores = {}, {}
     native = [m for m in metrics if m != "nima"]
@@ -115,7 +135,7 @@ def _engine_rows(engine: str, metrics: list[str], paths: dict, blobs: list[bytes
             else:
                 scores[name] = [one(decode_rgb(b)) for b in blobs]
             return len(blobs)
-        rows[name] = _time(timed, cfg.repeats)
+        rows[name] = timed
     if len(native) > 1 and not getattr(ms, "batched", False):  # all native metrics of an image together
         def together() -> int:
             for b in blobs:
@@ -125,7 +145,7 @@ def _engine_rows(engine: str, metrics: list[str], paths: dict, blobs: list[bytes
                 else:
                     ms.score_native(rgb)  # the fast engine shares one luma pass between NIQE and BRISQUE
             return len(blobs)
-        rows["+".join(native)] = _time(together, cfg.repeats)
+        rows["+".join(native)] = together
     if "nima" in metrics:
         def nima() -> int:
             batch = [nima_input(decode_rgb(b), ms.nima_size) if engine == "fast" else ms.nima_input(ms.to_tensor(decode_rgb(b)))
@@ -135,7 +155,7 @@ def _engine_rows(engine: str, metrics: list[str], paths: dict, blobs: list[bytes
                 out += ms.score_nima(batch[i:i + cfg.nima_batch])
             scores["nima"] = out
             return len(blobs)
-        rows["nima"] = _time(nima, cfg.repeats)
+        rows["nima"] = nima
     return rows, scores
 
 
@@ -156,8 +176,14 @@ def run(cfg: SpeedConfig) -> dict:
         paths = {m: status_of(m).path for m in metrics if m != "nima"}
         if "nima" in metrics:
             paths["nima"], result["nima_weights"] = _nima_weights(Path(tmp))
+        jobs = {}
         for engine in cfg.engines:
-            result["engines"][engine], scores[engine] = _engine_rows(engine, metrics, paths, blobs, cfg)
+            jobs[engine], scores[engine] = _engine_jobs(engine, metrics, paths, blobs, cfg)
+            result["engines"][engine] = {}
+        for row in jobs[cfg.engines[0]]:  # engines alternate within each row, repeat by repeat
+            timed = _time_interleaved({e: jobs[e][row] for e in cfg.engines if row in jobs[e]}, cfg.repeats)
+            for e, t in timed.items():
+                result["engines"][e][row] = t
     if "fast" in scores and "pyiqa" in scores:
         fast, ref = result["engines"]["fast"], result["engines"]["pyiqa"]
         result["speedup_vs_pyiqa"] = {m: fast[m][rate] / ref[m][rate] for m in fast if m in ref}
