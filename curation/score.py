@@ -35,8 +35,9 @@ from tqdm import tqdm
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
+from common.outputerrors import exit_on_write_error
 from common.stagefolder import StageRefused, open_stage_folder, refuse_exit
-from curation.cluster import dask_client
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.layout import list_raw_shards, pending_scores
 from curation.scoring.gpu import cuda_local_client, task_resources
 from curation.scoring.isolation import isolate_shard
@@ -69,6 +70,7 @@ class ScoreConfig:
     nima_batch: int = field(default=16, metadata={"help": "images per NIMA forward pass"})
     scheduler: str | None = field(default=None, metadata={"help": "address of a running Dask scheduler (else a LocalCluster)"})
     workers: int = field(default=2, metadata={"help": "LocalCluster worker processes (1 thread each) when no --scheduler"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     retries: int = field(default=2, metadata={"help": "Dask retries per shard task (a killed worker is survived)"})
     overwrite: bool = field(default=False, metadata={
         "help": "when --out holds scores made with other settings (metrics, weights, --max-pixels): delete "
@@ -219,10 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(cfg.out).resolve()
     local_cuda = cfg.device.startswith("cuda") and not cfg.scheduler
     try:
-        with open_stage_folder(out_dir, "score", stage_settings(settings), overwrite=cfg.overwrite,
-                               clear=clear_outputs):
+        with exit_on_write_error("curation.score", out_dir), \
+                open_stage_folder(out_dir, "score", stage_settings(settings), overwrite=cfg.overwrite,
+                                  clear=clear_outputs):
             save_config(cfg, out_dir / "_score_config.yaml")  # only once the settings are known to apply
-            with (cuda_local_client(cfg.workers) if local_cuda else dask_client(cfg.scheduler, cfg.workers)) as client:
+            with (cuda_local_client(cfg.workers, dashboard_address=cfg.dashboard_address) if local_cuda
+                  else dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address)) as client:
                 if cfg.scheduler:
                     print(f"Dask dashboard: {client.dashboard_link}", flush=True)
                 summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries,

@@ -25,7 +25,9 @@ from tqdm import tqdm
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
+from common.outputerrors import exit_on_write_error
 from common.stagefolder import StageRefused, open_stage_folder, refuse_exit
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD
 from curation.layout import (
     MANIFEST_NAME,
     Manifest,
@@ -64,6 +66,7 @@ class ShardConfig:
     png_level: int = field(default=3, metadata={"help": "PNG (zlib) compression level 0-9; lossless at every level (default 3)"})
     scheduler: str | None = field(default=None, metadata={"help": "Dask scheduler address; default: a LocalCluster"})
     workers: int = field(default=2, metadata={"help": "LocalCluster worker processes; 0 runs in this process without Dask (default 2)"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     log_level: str = field(default="INFO", metadata={"help": "logging level (default INFO)"})
     overwrite: bool = field(default=False, metadata={
         "help": "when --out was written with other settings or another kept.parquet: delete its shards, plan "
@@ -153,7 +156,7 @@ def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int], max
 
     if cfg.log_level.upper() != "DEBUG":  # Dask's INFO chatter (set when distributed is imported) hides ours
         logging.getLogger("distributed").setLevel(logging.WARNING)
-    with dask_client(cfg.scheduler, max(cfg.workers, 1)) as client:
+    with dask_client(cfg.scheduler, max(cfg.workers, 1), dashboard_address=cfg.dashboard_address) as client:
         futures = [client.submit(write_shard, i, plan_path, raw, out, params, max_pixels,
                                  key=f"write-shard-{plan.fingerprint[:10]}-{i}", pure=False)
                    for i in pending]
@@ -216,7 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return run(cfg)
+        with exit_on_write_error("curation.shard", cfg.out):
+            return run(cfg)
     except StageRefused as exc:
         raise refuse_exit(exc) from None
     except (ValueError, FileNotFoundError) as exc:

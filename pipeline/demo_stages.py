@@ -84,7 +84,8 @@ def stage_download(ctx: DemoContext) -> dict:
         argv = _cmd("curation.download", [
             "--urls", str(urls), "--out", str(ctx.p("raw")), "--min-side", str(ctx.min_side),
             "--workers", str(ctx.workers), "--thread-count", "4", "--timeout", "10", "--slice-size", "100",
-            "--encode-format", "png", "--encode-quality", "3", "--slice-timeout", "300"])
+            "--encode-format", "png", "--encode-quality", "3", "--slice-timeout", "300",
+            "--allow-private-addresses"])  # the demo's server is on loopback, refused by default
         summary = download.main(argv)
     if summary.get("failed_slices"):
         raise RuntimeError(f"download slices failed: {summary['failed_slices']}")

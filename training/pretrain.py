@@ -26,6 +26,8 @@ from dynet_model.variants import parse_reuse
 from training.data import (
     BatchStream,
     CropTooLarge,
+    EmptyStreamError,
+    ShardsNotFound,
     build_pipeline,
     check_crop,
     load_val_set,
@@ -151,6 +153,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    try:  # before any process group, model or run folder: a typo in --shards stops here
+        for specs in (cfg.shards, cfg.val_shards):
+            if specs:
+                resolve_shards(specs)
+    except ShardsNotFound as exc:
+        log.error("%s", exc)
+        sys.exit(2)
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # preemption → checkpoint, like Ctrl-C
     env = init_distributed(cfg.device)
     try:
@@ -158,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (NonFiniteLossError, CropTooLarge) as exc:
         log.error("%s", exc)
         sys.exit(2)
+    except EmptyStreamError as exc:
+        log.error("the training stream stopped: %s", exc)
+        sys.exit(1)
     finally:
         cleanup(env)
         signal.signal(signal.SIGTERM, previous)

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 
 from dask.distributed import Client, LocalCluster
 
+from curation.cluster import DEFAULT_DASHBOARD
+
 _LOG = logging.getLogger(__name__)
 GPU_RESOURCE = "GPU"
 
@@ -34,15 +36,19 @@ def task_resources(device: str, scheduler: str | None) -> dict[str, float] | Non
 
 
 @contextlib.contextmanager
-def cuda_local_client(workers: int) -> Iterator[Client]:
-    """A local cluster for ``--device cuda``: LocalCUDACluster (one worker per GPU) if dask-cuda is installed."""
+def cuda_local_client(workers: int, dashboard_address: str = DEFAULT_DASHBOARD) -> Iterator[Client]:
+    """A local cluster for ``--device cuda``: LocalCUDACluster (one worker per GPU) if dask-cuda is installed.
+
+    The dashboard binds where ``--dashboard-address`` says (loopback by default, like every stage).
+    """
+    address = None if dashboard_address.strip().lower() in ("", "none") else dashboard_address
     if has_dask_cuda():
         from dask_cuda import LocalCUDACluster
 
-        cluster = LocalCUDACluster(threads_per_worker=1, dashboard_address=":0")
+        cluster = LocalCUDACluster(threads_per_worker=1, dashboard_address=address)
         kind = "LocalCUDACluster (one worker per GPU)"
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=address)
         kind = f"LocalCluster ({workers} worker(s) sharing the first GPU; install dask-cuda for one per GPU)"
     client = Client(cluster)
     _LOG.info("started %s; dashboard %s", kind, client.dashboard_link)

@@ -151,8 +151,11 @@ class _ShardWriter:
         try:
             self.tar.close()
             self.fh.close()
+        except OSError:
+            pass  # closing flushes; on a full disk that fails too
         finally:
-            self.tmp_tar.unlink(missing_ok=True)
+            for tmp in self.out_dir.glob(f".*.{self.token}.tmp"):  # the tar and any parquet begun in commit()
+                tmp.unlink(missing_ok=True)
 
 
 def write_shard(index: int, plan_path: str, raw_dir: str, out_dir: str, params: TileParams,

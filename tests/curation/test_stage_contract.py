@@ -123,7 +123,7 @@ def served(tmp_path):
 def test_download_resume_refuse_overwrite(served, tmp_path, capsys):
     raw = tmp_path / "raw"
     base = ["--urls", str(served), "--out", str(raw), "--min-side", "64", "--workers", "1", "--timeout", "5",
-            "--encode-format", "png", "--slice-timeout", "120"]
+            "--encode-format", "png", "--slice-timeout", "120", "--allow-private-addresses"]  # loopback server
     assert download.main(base)["rows_by_status"] == {"success": 2}
     first = list_complete_shards(raw)
     assert download.main(base)["slices"] == {"skipped": 1}
