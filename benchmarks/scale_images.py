@@ -39,13 +39,24 @@ def photo_like(seed: int, width: int, height: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_images(folder: Path, n: int, side: int) -> int:
-    """``n`` JPEG (q 92) photo-like images of side × 4/3·side; returns the bytes written."""
+def write_images(folder: Path, n: int, side: int, pool: int = 16) -> int:
+    """``n`` JPEG (q 92) photo-like images of side × 4/3·side; returns the bytes written.
+
+    ``pool`` base images are drawn; every image is a base rolled, maybe mirrored, brightness-shifted
+    and given fresh noise, so each is distinct (own sha256, own scores) at a fraction of the cost.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    width = side * 4 // 3
+    bases = [photo_like(i, width, side).astype(np.int16) for i in range(min(pool, n))]
     total = 0
     for i in range(n):
+        rng = np.random.default_rng(10_000 + i)
+        img = np.roll(bases[i % len(bases)], int(rng.integers(0, width)), axis=1)
+        if rng.random() < 0.5:
+            img = img[:, ::-1]
+        img = img + int(rng.integers(-20, 21)) + rng.integers(-3, 4, img.shape, dtype=np.int16)
         buf = io.BytesIO()
-        Image.fromarray(photo_like(i, side * 4 // 3, side)).save(buf, format="JPEG", quality=92)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=92)
         (folder / f"img{i:06d}.jpg").write_bytes(buf.getvalue())
         total += buf.tell()
     return total
