@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from training import restoration_data as rd
+from training.acceleration import Accelerator, AccelFlags
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.finetune_schedule import (
     Schedule,
@@ -36,7 +37,7 @@ log = logging.getLogger("training.finetune")
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(AccelFlags):
     """Fine-tune DyNet / PromptIR on denoise / derain / dehaze (any subset), all-in-one or single-task."""
     out: str = field(metadata={"help": "run folder: checkpoints/, log.jsonl, tb/, model_final.safetensors"})
     init: str | None = field(default=None, metadata={"help": "initial weights: our .safetensors (pre-training model_final / any save_model file, or a checkpoints/step_N folder) or an official .ckpt (via the key map, see --arch); omitted = from scratch"})
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None):
             loop=LoopConfig(out_dir=cfg.out, max_steps=sched.max_steps, stop_at_step=sched.stop_at_step,
                             log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
                             val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed),
-            validate=make_validate(cfg, mcfg.arch))
+            validate=make_validate(cfg, mcfg.arch),
+            accelerator=Accelerator(cfg, model_config=mcfg, device=env.device, amp=cfg.amp))
         result = trainer.run()
         log.info("finished: %s at step %d (last checkpoint %s)", result.status, result.final_step, result.last_checkpoint)
         return result

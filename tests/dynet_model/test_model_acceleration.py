@@ -1,0 +1,110 @@
+"""channels_last on networks with the 5-D prompt parameter, activation checkpointing, training FLOPs,
+the MFU table, and torch.compile equality with eager (tiny models: compile on CPU is slow)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dynet_model.build import build_model
+from dynet_model.compiled import (
+    compile_counts,
+    compile_model,
+    max_abs_diff,
+    reset_compile_counts,
+    set_activation_checkpointing,
+)
+from dynet_model.config import ModelConfig
+from dynet_model.flops import count_flops, count_train_flops
+from dynet_model.memory_format import (
+    input_channels_last,
+    is_channels_last,
+    resolve_channels_last,
+    to_channels_last,
+    to_contiguous,
+)
+from dynet_model.mfu import mfu, peak_tflops_for, resolve_peak_tflops
+
+
+def _tiny(arch: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(ModelConfig.tiny(arch)).eval()
+
+
+@pytest.mark.parametrize("arch", ["dynet", "promptir", "dsrir"])
+def test_channels_last_converts_4d_only_and_matches_contiguous(arch):
+    cfg = ModelConfig.tiny(arch) if arch != "dsrir" else ModelConfig(arch="dsrir")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    x = torch.rand(2, 3, 24, 40)
+    with torch.no_grad():
+        ref = model(x)
+    if arch != "dsrir":  # the 5-D prompt bank is what made model.to(channels_last) raise
+        with pytest.raises(RuntimeError):
+            model.to(memory_format=torch.channels_last)
+    params = {name: p for name, p in model.named_parameters()}
+    to_channels_last(model)
+    assert is_channels_last(model)
+    for name, p in model.named_parameters():
+        assert p is params[name]  # same Parameter objects: an existing optimizer still points at them
+        if p.dim() == 5:
+            assert p.is_contiguous()
+    with torch.no_grad():
+        out = model(input_channels_last(x))
+    assert out.shape == ref.shape
+    assert max_abs_diff(out, ref) < 1e-5
+    to_contiguous(model)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_channels_last_auto_is_cuda_only():
+    assert resolve_channels_last(None, "cuda") and not resolve_channels_last(None, "cpu")
+    assert resolve_channels_last(True, "cpu") and not resolve_channels_last(False, "cuda")
+
+
+@pytest.mark.parametrize("arch", ["dynet", "dsrir"])
+def test_activation_checkpointing_gives_the_same_gradients(arch):
+    cfg = ModelConfig.tiny(arch) if arch != "dsrir" else ModelConfig(arch="dsrir")
+    x = torch.rand(2, 3, 32, 32)
+    grads = []
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        blocks = set_activation_checkpointing(model, checkpointed)
+        assert blocks > 0
+        model(x).square().mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_train_flops_exceed_twice_the_forward_and_scale_with_batch():
+    cfg = ModelConfig.tiny("dynet")
+    fwd = count_flops(cfg, 32, reuse=(1, 2, 2, 2)).total
+    train = count_train_flops(cfg, 32, reuse=(1, 2, 2, 2))
+    assert 2 * fwd < train < 3.5 * fwd  # backward ~ 2x forward (no input gradient for the first conv)
+    assert count_train_flops(cfg, 32, batch=3, reuse=(1, 2, 2, 2)) == 3 * train
+    assert count_train_flops(cfg, 32, reuse=(2, 2, 2, 2)) > train
+
+
+def test_mfu_peak_table_and_cpu_null():
+    assert peak_tflops_for("NVIDIA H100 80GB HBM3", "bf16") == 989.0
+    assert peak_tflops_for("NVIDIA H100 PCIe", "bf16") == 756.0
+    assert peak_tflops_for("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
+    assert peak_tflops_for("Some GPU", "bf16") is None
+    assert resolve_peak_tflops("cpu", "fp32") is None
+    assert resolve_peak_tflops("cpu", "fp32", override=2.0) == 2.0
+    assert mfu(5e11, None) is None and mfu(5e11, 1.0) == pytest.approx(0.5)
+
+
+def test_compiled_dynet_equals_eager_and_compiles_once_per_reuse_vector():
+    model = _tiny("dynet")
+    reset_compile_counts()
+    compiled = compile_model(model, dynamic=False)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        for reuse in [(1, 1, 1, 1), (1, 1, 1, 2), (1, 1, 1, 1), (1, 1, 1, 2)]:
+            assert max_abs_diff(compiled(x, reuse=reuse), model(x, reuse=reuse)) < 1e-3
+    counts = compile_counts()
+    assert 1 <= counts["graphs"] <= 2 and counts["recompiles"] <= 1, counts
