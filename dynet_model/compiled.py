@@ -81,3 +81,16 @@ def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().float() - b.detach().float()).abs().max())
+
+
+def accelerate_for_inference(model: nn.Module, *, device: str | torch.device, compile: bool = False,
+                             channels_last: bool | None = None) -> nn.Module:
+    """restore / evaluate / profile: channels_last weights (auto: on CUDA), then torch.compile with
+    automatic dynamic shapes (images of many sizes share graphs instead of one compile per size)."""
+    from .memory_format import resolve_channels_last, to_channels_last
+
+    if resolve_channels_last(channels_last, device):
+        to_channels_last(model)
+    if compile:
+        model = compile_model(model, dynamic=None)
+    return model

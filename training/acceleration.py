@@ -21,10 +21,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from dynet_model.compiled import compile_counts, compile_model, set_activation_checkpointing
+from dynet_model.compiled import (
+    compile_counts,
+    compile_model,
+    set_activation_checkpointing,
+)
 from dynet_model.config import ModelConfig
 from dynet_model.flops import count_train_flops
-from dynet_model.memory_format import input_channels_last, resolve_channels_last, to_channels_last
+from dynet_model.memory_format import (
+    input_channels_last,
+    resolve_channels_last,
+    to_channels_last,
+)
 from dynet_model.mfu import mfu, resolve_peak_tflops
 
 log = logging.getLogger(__name__)
