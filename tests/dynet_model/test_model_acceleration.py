@@ -108,3 +108,25 @@ def test_compiled_dynet_equals_eager_and_compiles_once_per_reuse_vector():
             assert max_abs_diff(compiled(x, reuse=reuse), model(x, reuse=reuse)) < 1e-3
     counts = compile_counts()
     assert 1 <= counts["graphs"] <= 2 and counts["recompiles"] <= 1, counts
+
+
+@pytest.mark.parametrize("kind", ["WithBias", "BiasFree"])
+def test_layernorm_over_channels_equals_the_permuted_layer_norm(kind):
+    from dynet_model.blocks import ChannelLayerNorm
+
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(12, kind)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        if norm.bias is not None:
+            norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 12, 5, 7) * 3 + 1
+    y = x.permute(0, 2, 3, 1)
+    var = y.var(-1, keepdim=True, unbiased=False)
+    ref = (y - y.mean(-1, keepdim=True)) / torch.sqrt(var + 1e-5) if kind == "WithBias" else y / torch.sqrt(var + 1e-5)
+    ref = ref * norm.weight + (norm.bias if norm.bias is not None else 0)
+    ref = ref.permute(0, 3, 1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(norm(x), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(norm.over_channels(x), ref, rtol=1e-5, atol=1e-5)
+        assert norm.over_channels(x.bfloat16()).dtype == torch.bfloat16
