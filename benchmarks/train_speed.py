@@ -40,7 +40,7 @@ from dynet_model.compiled import (
     compile_model,
     set_activation_checkpointing,
 )
-from dynet_model.config import DYNET_L, DYNET_S, ModelConfig
+from dynet_model.config import ModelConfig
 from dynet_model.flops import count_train_flops
 from dynet_model.measure import PeakRSS
 from dynet_model.memory_format import (
@@ -49,6 +49,7 @@ from dynet_model.memory_format import (
     to_channels_last,
 )
 from dynet_model.mfu import mfu, resolve_peak_tflops
+from dynet_model.variants import parse_reuse
 from training.data import BatchStream, build_pipeline, resolve_shards
 from training.degrade import DegradeConfig
 from training.pretrain import DynamicDepthStep
@@ -84,6 +85,9 @@ class BenchConfig:
     channels_last: bool | None = field(default=None, metadata={
         "help": "channels_last weights and batches (default: on for cuda, off on cpu)"})
     tiny_model: bool = field(default=False, metadata={"help": "use ModelConfig.tiny() for the model section"})
+    reuse_s: str = field(default="2,3,3,4", metadata={"help": "reuse vector timed as 'S' (a shorter one keeps CPU "
+                                                             "compile times down; the JSON records it)"})
+    reuse_l: str = field(default="4,6,6,8", metadata={"help": "reuse vector timed as 'L'"})
     peak_tflops: float = field(default=0.0, metadata={
         "help": "device peak TFLOP/s for MFU (0 = H100/H200/A100 table; null on cpu)"})
 
@@ -183,12 +187,13 @@ def bench_model(cfg: BenchConfig, device: str) -> dict:
     dtype = "bf16" if device.startswith("cuda") else "fp32"
     peak = resolve_peak_tflops(device, dtype, cfg.peak_tflops)
     x = _batch(cfg, cfg.model_batch, cfg.crop, device)
-    out = {"model": "tiny" if cfg.tiny_model else "dynet (paper size)", "batch": cfg.model_batch, "crop": cfg.crop,
+    out = {"model": "tiny" if cfg.tiny_model else "dynet (paper size)", "S": cfg.reuse_s, "L": cfg.reuse_l,
+           "batch": cfg.model_batch, "crop": cfg.crop,
            "timed_steps": cfg.model_steps, "dtype": dtype, "peak_tflops": peak,
            "channels_last": resolve_channels_last(cfg.channels_last, device)}
     for mode, compiled, ckpt in _modes(cfg):
         model, run, opt = _setup(cfg, mcfg, device, compiled, ckpt)
-        for name, reuse in (("S", DYNET_S), ("L", DYNET_L)):
+        for name, reuse in (("S", parse_reuse(cfg.reuse_s)), ("L", parse_reuse(cfg.reuse_l))):
             with _Peak(device) as mem:
                 t0 = time.perf_counter()
                 for _ in range(max(cfg.warmup, 1 if compiled else 0)):  # compiled: the first step compiles
@@ -219,21 +224,22 @@ def bench_dynamic(cfg: BenchConfig, device: str) -> dict:
     """N dynamic steps (S or L drawn per step) vs N S steps + N L steps, per mode (eager / compiled)."""
     mcfg = ModelConfig.tiny("dynet") if cfg.tiny_dynamic else ModelConfig.dynet()
     x = _batch(cfg, cfg.dynamic_batch, cfg.dynamic_crop, device)
-    picker = DynamicDepthStep([DYNET_S, DYNET_L], seed=0)
+    small, large = parse_reuse(cfg.reuse_s), parse_reuse(cfg.reuse_l)
+    picker = DynamicDepthStep([small, large], seed=0)
     n = cfg.dynamic_steps
     picks = [picker.variants[picker.pick(s)] for s in range(n)]
-    frac_l = sum(r == DYNET_L for r in picks) / n
-    out = {"model": "tiny" if cfg.tiny_dynamic else "dynet (paper size)", "steps": n, "batch": cfg.dynamic_batch,
+    frac_l = sum(r == large for r in picks) / n
+    out = {"model": "tiny" if cfg.tiny_dynamic else "dynet (paper size)", "S": cfg.reuse_s, "L": cfg.reuse_l, "steps": n, "batch": cfg.dynamic_batch,
            "crop": cfg.dynamic_crop, "dynamic_L_fraction": round(frac_l, 3)}
     for mode, compiled, _ in [m for m in _modes(cfg) if not m[2]]:
         model, run, opt = _setup(cfg, mcfg, device, compiled, False)
         before = compile_counts()
-        for reuse in (DYNET_S, DYNET_L):  # warm-up (and, compiled, the one compile per reuse vector)
+        for reuse in (small, large):  # warm-up (and, compiled, the one compile per reuse vector)
             for _ in range(max(cfg.warmup, 1)):
                 _step_time(run, opt, x, x, reuse, device)
         dyn = sum(_step_time(run, opt, x, x, r, device) for r in picks)
-        s_only = sum(_step_time(run, opt, x, x, DYNET_S, device) for _ in range(n))
-        l_only = sum(_step_time(run, opt, x, x, DYNET_L, device) for _ in range(n))
+        s_only = sum(_step_time(run, opt, x, x, small, device) for _ in range(n))
+        l_only = sum(_step_time(run, opt, x, x, large, device) for _ in range(n))
         p = "" if mode == "eager" else f"{mode}_"
         out.update({f"{p}dynamic_s": round(dyn, 3), f"{p}S_s": round(s_only, 3), f"{p}L_s": round(l_only, 3),
                     f"{p}dynamic_over_S_plus_L": round(dyn / (s_only + l_only), 3),

@@ -52,15 +52,14 @@ def test_channels_last_and_checkpointing_train_the_same_weights(tmp_path, shards
     assert max(float((w0[k] - w1[k]).abs().max()) for k in w0) < 1e-4
 
 
-def test_compile_two_steps_matches_eager_with_one_graph_per_reuse_vector(tmp_path, shards):
-    variants = ["--variants", "1,1,1,1", "1,1,1,2", "--no-tensorboard"]
+def test_compile_two_steps_matches_eager_and_does_not_recompile(tmp_path, shards):
+    # one reuse vector keeps the CPU compile (forward + backward) to one; the reuse of one graph per
+    # vector across several vectors is tested in tests/dynet_model/test_model_acceleration.py
+    variants = ["--variants", "1,1,1,1", "--no-tensorboard"]
     eager = _run(shards, tmp_path / "eager", *variants)
     from dynet_model.compiled import reset_compile_counts
 
     reset_compile_counts()
     compiled = _run(shards, tmp_path / "compiled", "--compile", *variants)
     assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], abs=1e-3)
-    drawn = {tag for r in compiled for tag in r if tag.startswith("steps/")}
-    last = compiled[-1]
-    # forward graphs: one per reuse vector drawn, never one per step
-    assert 1 <= last["compile_graphs"] <= len(drawn) and last["compile_recompiles"] <= len(drawn) - 1, last
+    assert compiled[-1]["compile_graphs"] == 1 and compiled[-1]["compile_recompiles"] == 0, compiled[-1]
