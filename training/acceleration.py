@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dynet_model.compiled import (
-    compile_counts,
+    cached_graph_count,
     compile_model,
     set_activation_checkpointing,
 )
@@ -87,6 +87,7 @@ class Accelerator:
         self.peak_tflops = resolve_peak_tflops(device, self.dtype, flags.peak_tflops)
         self.model_config = model_config
         self.window_flops = 0.0
+        self._compiled_target: nn.Module | None = None
         self._flops_cache: dict[tuple, int] = {}
 
     def describe(self) -> dict:
@@ -107,6 +108,7 @@ class Accelerator:
         return model
 
     def wrap(self, train_model: nn.Module) -> nn.Module:
+        self._compiled_target = train_model
         run = compile_model(train_model, dynamic=False) if self.compile else train_model
         return _Forward(train_model, run, self)
 
@@ -125,9 +127,9 @@ class Accelerator:
         flops_per_s = self.window_flops / max(elapsed_s, 1e-9)
         self.window_flops = 0.0
         out = {"tflops_per_s": flops_per_s / 1e12, "mfu": mfu(flops_per_s, self.peak_tflops)}
-        if self.compile:
-            counts = compile_counts()
-            out.update(compile_graphs=counts["graphs"], compile_recompiles=counts["recompiles"])
+        if self.compile:  # graphs held for the model's forward: one per reuse vector (and crop) drawn so far
+            graphs = cached_graph_count(self._compiled_target)
+            out.update(compile_graphs=graphs, compile_recompiles=None if graphs is None else max(0, graphs - 1))
         return out
 
 

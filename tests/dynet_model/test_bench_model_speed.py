@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-
+import sys
 
 
 def _load_bench(repo_root):
     spec = importlib.util.spec_from_file_location("model_speed_bench", repo_root / "benchmarks" / "model_speed.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 

@@ -8,6 +8,7 @@ import torch
 
 from dynet_model.build import build_model
 from dynet_model.compiled import (
+    cached_graph_count,
     compile_counts,
     compile_model,
     max_abs_diff,
@@ -108,7 +109,8 @@ def test_compiled_dynet_equals_eager_and_compiles_once_per_reuse_vector():
         diff, _ = compiled_vs_eager(model, compiled, ModelSpec("t", "dynet", reuse), 16)
         assert diff < 1e-3, (reuse, diff)
     counts = compile_counts()
-    assert counts["graphs"] == 2 and counts["recompiles"] == 1, counts  # one graph per vector, reused
+    assert counts["graphs"] == 2 and counts["frames_compiled"] == 2, counts  # one graph per vector, reused
+    assert cached_graph_count(model) == 2
 
 
 @pytest.mark.parametrize("kind", ["WithBias", "BiasFree"])
