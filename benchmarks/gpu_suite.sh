@@ -5,12 +5,13 @@
 # Needs a CUDA build of torch plus the project's other dependencies in $PYTHON (default python3); the
 # project's .venv holds the CPU wheel and cannot be used. Every step is its own process with its own
 # time limit and JSON file, so a step that overruns leaves the others' results intact:
-#   1. benchmarks/results/model_speed_gpu.json    inference 512², batch 4, bf16 + channels_last: DyNet-S/L
+#   1. benchmarks/results/model_speed_gpu.json    inference 512², batch 4, bf16 + channels_last: DyNet-S
 #                                                 eager vs torch.compile (compile s, max |compiled - eager|)
 #   2. benchmarks/results/train_speed_gpu.json    training steps, batch 32, crop 128, bf16 + Adam:
-#                                                 S and L eager / compiled / eager+checkpointing (samples/s,
-#                                                 peak memory, MFU); dynamic S/L vs separate S + L, eager
-#                                                 and compiled (graphs compiled = 2)
+#                                                 S and L eager / eager+checkpointing / compiled (samples/s,
+#                                                 peak memory, MFU; the JSON is rewritten after each, so a
+#                                                 time-out keeps what ran); dynamic S/L vs separate S + L,
+#                                                 eager and compiled (graphs cached = 2)
 #   3. benchmarks/results/train_speed_gpu_contiguous.json   step 2's eager S/L without channels_last
 #                                                 (decides whether channels_last stays the CUDA default)
 set -uo pipefail
@@ -32,12 +33,12 @@ step() {  # step SECONDS NAME command...
   timeout "$limit" "$@" || { echo "!! $name failed or timed out (rc $?)"; status=1; }
   echo "== $name took $((SECONDS - t0)) s"
 }
-step 150 inference "$PY" benchmarks/model_speed.py --device cuda --compile --models dynet-s dynet-l \
+step 150 inference "$PY" benchmarks/model_speed.py --device cuda --compile --models dynet-s \
   --sizes 512 --batch 4 --repeats 10 --warmup 3 --out "$OUT/model_speed_gpu.json"
-step 330 training "$PY" benchmarks/train_speed.py --device cuda --sections model dynamic --compile \
+step 390 training "$PY" benchmarks/train_speed.py --device cuda --sections model dynamic --compile \
   --checkpoint-activations --model-batch 32 --crop 128 --model-steps 10 --warmup 2 \
   --dynamic-steps 20 --dynamic-batch 32 --dynamic-crop 128 --out "$OUT/train_speed_gpu.json"
-step 60 contiguous "$PY" benchmarks/train_speed.py --device cuda --sections model --no-channels-last \
+step 45 contiguous "$PY" benchmarks/train_speed.py --device cuda --sections model --no-channels-last \
   --model-batch 32 --crop 128 --model-steps 10 --warmup 2 --out "$OUT/train_speed_gpu_contiguous.json"
 ls -l "$OUT"/*_gpu*.json 2>/dev/null
 exit $status

@@ -136,9 +136,11 @@ def _step_time(model, opt, x, y, reuse, device) -> float:
 
 def _modes(cfg: BenchConfig) -> list[tuple[str, bool, bool]]:
     """(name, compiled?, activation checkpointing?) of every configuration timed in one run."""
-    modes = [("eager", False, False)] + ([("compiled", True, False)] if cfg.compile else [])
+    modes = [("eager", False, False)]
     if cfg.checkpoint_activations:  # eager only: a compiled+ckpt mode would cost two more compiles
         modes.append(("eager+ckpt", False, True))
+    if cfg.compile:  # last: if the compile overruns a time limit, the other figures are already saved
+        modes.append(("compiled", True, False))
     return modes
 
 
@@ -182,7 +184,7 @@ class _Peak:
             self.mb = self._rss.increase_bytes / 2**20
 
 
-def bench_model(cfg: BenchConfig, device: str) -> dict:
+def bench_model(cfg: BenchConfig, device: str, save=None) -> dict:
     """Training-step throughput of S and L per mode (eager / compiled / +ckpt), with peak memory and MFU."""
     mcfg = ModelConfig.tiny("dynet") if cfg.tiny_model else ModelConfig.dynet()
     dtype = "bf16" if device.startswith("cuda") else "fp32"
@@ -214,6 +216,8 @@ def bench_model(cfg: BenchConfig, device: str) -> dict:
         if compiled:  # graphs held for DyNet.forward (one per reuse vector) and dynamo's process totals
             out[f"{mode}_compile_counts"] = {"graphs_cached": cached_graph_count(model), **compile_counts()}
         del model, run, opt
+        if save is not None:
+            save(out)
     for mode, _, _ in _modes(cfg)[1:]:
         for name in ("S", "L"):
             base = out[f"{name}_samples_per_s"]
@@ -289,7 +293,8 @@ def main(argv=None) -> None:
             if section == "loader":
                 result["loader"] = bench_loader(cfg, urls)
             elif section == "model":
-                result["model"] = bench_model(cfg, device)
+                result["model"] = bench_model(cfg, device, save=lambda part: atomic_write_json(
+                    cfg.out, {**result, "model": part, "partial": True}))
             elif section == "datawait":
                 result["datawait"] = bench_datawait(cfg, scratch)
             elif section == "dynamic":
@@ -297,6 +302,7 @@ def main(argv=None) -> None:
             else:
                 raise SystemExit(f"unknown section {section!r}")
             result.setdefault("section_wall_s", {})[section] = round(time.perf_counter() - t0, 1)
+            atomic_write_json(cfg.out, {**result, "partial": True})  # a later section may overrun a time limit
             print(section, json.dumps(result.get(section)), flush=True)
     result["machine"]["loadavg_end"] = os.getloadavg()
     atomic_write_json(cfg.out, result)
