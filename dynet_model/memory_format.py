@@ -53,8 +53,10 @@ def input_channels_last(x: torch.Tensor) -> torch.Tensor:
 def resolve_channels_last(flag: bool | None, device: str | torch.device) -> bool:
     """``--channels-last`` tri-state: None (auto) = on for CUDA, off elsewhere.
 
-    On CPU the NHWC path of the depthwise convolutions is not faster in our measurements
-    (benchmarks/results/model_speed_cpu*.json), so auto keeps it off there.
+    CUDA: cuDNN's NHWC kernels with bf16 tensor cores (issue 15's GPU figures use channels_last;
+    benchmarks/gpu_suite.sh measures training with and without it). CPU: paper-size DyNet-S inference
+    at 96² took 0.92x the contiguous time in one run on the loaded 2-core machine - not enough evidence
+    to change what the CPU tests and demos run, so auto leaves it off there.
     """
     if flag is not None:
         return bool(flag)
