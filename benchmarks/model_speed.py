@@ -25,7 +25,7 @@ from common.atomic import atomic_write_json
 from common.cliconfig import config_to_dict, parse_config
 from dynet_model.build import build_model
 from dynet_model.compiled import compile_model
-from dynet_model.config import ModelConfig
+from dynet_model.config import ModelConfig, default_config
 from dynet_model.flops import count_flops
 from dynet_model.measure import (
     compiled_vs_eager,
@@ -63,8 +63,8 @@ class SpeedConfig:
     tiny: bool = field(default=False, metadata={"help": "ModelConfig.tiny() networks (tests; figures meaningless)"})
 
 
-def _model_config(cfg: SpeedConfig, arch: str) -> ModelConfig:
-    return ModelConfig.tiny(arch) if cfg.tiny else ModelConfig(arch=arch)
+def _model_config(cfg: SpeedConfig, arch: str):
+    return ModelConfig.tiny(arch) if cfg.tiny and arch != "dsrir" else default_config(arch)
 
 
 def _build(cfg: SpeedConfig, specs, channels_last: bool) -> tuple[dict, dict]:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .build import build_model
-from .config import ModelConfig
+from .config import AnyConfig
 
 
 @dataclass
@@ -33,7 +33,7 @@ class FlopCount:
         return self.total / 1e9
 
 
-def count_flops(cfg: ModelConfig, height: int = 224, width: int | None = None,
+def count_flops(cfg: AnyConfig, height: int = 224, width: int | None = None,
                 reuse: Sequence[int] | None = None, batch: int = 1) -> FlopCount:
     """FLOPs of one forward pass of ``cfg``'s network on a ``batch x 3 x height x width`` input."""
     width = height if width is None else width
@@ -67,7 +67,7 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
-def count_train_flops(cfg: ModelConfig, height: int, width: int | None = None, *, batch: int = 1,
+def count_train_flops(cfg: AnyConfig, height: int, width: int | None = None, *, batch: int = 1,
                       **forward_kwargs) -> int:
     """FLOPs of one training step's forward + backward (all ops, 2 per multiply-add) on the meta device.
 

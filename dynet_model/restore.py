@@ -5,7 +5,8 @@
 
 * ``--checkpoint`` is required (no silent random weights): a ``.safetensors`` written by
   :func:`dynet_model.checkpoint.save_model` (rebuilds the network from its stored config), or an
-  official DyNet/PromptIR release (``.ckpt`` / ``.pth``, read with ``weights_only=True``; pass ``--arch``).
+  official DyNet/PromptIR/DSRIR release (``.ckpt`` / ``.pth``, read with ``weights_only=True``; its
+  architecture is detected, or named with ``--arch``) — all read by :func:`dynet_model.loading.load_any`.
 * ``--variant`` picks DyNet's reuse vector (``s``, ``l`` or ``2,3,3,4``); default: the checkpoint's.
 * Images of any size; ``--tile`` > 0 processes overlapping tiles blended with linear ramps.
 * Output names are the input names (folders keep their relative layout) under ``-o``; a file
@@ -29,11 +30,10 @@ from common.atomic import atomic_write_bytes, atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DecodeError, decode_rgb
 
-from .checkpoint import load_model, model_from_official
 from .compiled import accelerate_for_inference
-from .config import ModelConfig
-from .tiling import restore_tiled
-from .variants import parse_reuse
+from .config import AnyConfig
+from .inference import restore_image
+from .loading import load_any, set_reuse
 
 _LOG = logging.getLogger("dynet_model.restore")
 WRITABLE = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -49,7 +49,8 @@ class RestoreConfig:
         "help": "REQUIRED: .safetensors from save_model, or an official .ckpt/.pth release (see --arch)"})
     variant: str | None = field(default=None, metadata={
         "help": "DyNet reuse vector: s, l or e.g. 2,3,3,4 (default: the checkpoint's own)"})
-    arch: str = field(default="dynet", metadata={"help": "architecture of an official .ckpt/.pth: dynet or promptir"})
+    arch: str | None = field(default=None, metadata={
+        "help": "architecture of an official .ckpt/.pth: dynet | promptir | dsrir (default: detected from its keys)"})
     tile: int = field(default=0, metadata={"help": "tile size in pixels; 0 = whole image in one forward"})
     tile_overlap: int = field(default=32, metadata={"help": "overlap between neighbouring tiles (blended)"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
@@ -60,20 +61,20 @@ class RestoreConfig:
         "help": "channels_last weights (--no-channels-last turns off; default: on for cuda, off on cpu)"})
 
 
-def load_for_inference(checkpoint: str, arch: str, variant: str | None, device: str) -> tuple[torch.nn.Module, ModelConfig]:
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise SystemExit(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        model, cfg, _ = load_model(path, device=device)
-    else:
-        cfg = ModelConfig(arch=arch)
-        model = model_from_official(path, cfg).to(device)
-    if variant is not None:
-        if cfg.arch != "dynet":
-            raise SystemExit(f"--variant applies to DyNet only; this checkpoint is {cfg.arch}")
-        model.reuse = parse_reuse(variant)
-    return model.eval(), cfg
+def load_for_inference(checkpoint: str, arch: str | None, variant: str | None, device: str
+                       ) -> tuple[torch.nn.Module, AnyConfig]:
+    try:
+        loaded = load_any(checkpoint, arch=arch, device=device)
+        set_reuse(loaded.model, loaded.config, variant)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(str(exc)) from None
+    return loaded.model, loaded.config
+
+
+def _reuse_of(model: torch.nn.Module) -> list[int] | None:
+    """DyNet's depth vector for the report (None for networks without one)."""
+    reuse = getattr(model, "reuse", None)
+    return list(reuse) if reuse is not None else None
 
 
 def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
@@ -103,9 +104,8 @@ def encode(rgb: np.ndarray, path: Path, jpeg_quality: int) -> bytes:
 
 
 def restore_array(model: torch.nn.Module, rgb: np.ndarray, tile: int, overlap: int, device: str) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(rgb).copy()).permute(2, 0, 1)[None].float().div(255.0).to(device)
-    y = restore_tiled(model, x, tile=tile, overlap=overlap)
-    return (y[0].clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy())
+    """uint8 H x W x 3 -> restored uint8 (the model already sits on ``device``)."""
+    return restore_image(model, rgb, tile=tile, overlap=overlap)
 
 
 def restore_one(model, src: Path, dst: Path, cfg: RestoreConfig) -> dict:
@@ -146,7 +146,7 @@ def run(cfg: RestoreConfig) -> list[dict]:
         report.append(entry)
     ok = sum(e["status"] == "ok" for e in report)
     atomic_write_json(out_dir / "restore_report.json",
-                      {"model": mcfg.to_dict(), "reuse": list(getattr(model, "reuse", mcfg.reuse)),
+                      {"model": mcfg.to_dict(), "reuse": _reuse_of(model),
                        "restored": ok, "skipped": len(report) - ok, "images": report})
     _LOG.info("restored %d image(s), skipped %d; report: %s", ok, len(report) - ok, out_dir / "restore_report.json")
     return report

@@ -26,7 +26,7 @@ from dynet_model.compiled import (
     compile_model,
     set_activation_checkpointing,
 )
-from dynet_model.config import ModelConfig
+from dynet_model.config import AnyConfig
 from dynet_model.flops import count_train_flops
 from dynet_model.memory_format import (
     input_channels_last,
@@ -77,7 +77,7 @@ class _Forward(nn.Module):
 class Accelerator:
     """Applies --compile / --channels-last / --checkpoint-activations and keeps the MFU tally."""
 
-    def __init__(self, flags: AccelFlags, *, model_config: ModelConfig | None, device: str, amp: str = "bf16"):
+    def __init__(self, flags: AccelFlags, *, model_config: AnyConfig | None, device: str, amp: str = "bf16"):
         self.device = device
         cuda = torch.device(device).type == "cuda"
         self.compile = bool(flags.compile)

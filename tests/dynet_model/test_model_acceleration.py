@@ -15,7 +15,7 @@ from dynet_model.compiled import (
     reset_compile_counts,
     set_activation_checkpointing,
 )
-from dynet_model.config import ModelConfig
+from dynet_model.config import DSRIRConfig, ModelConfig
 from dynet_model.flops import count_flops, count_train_flops
 from dynet_model.memory_format import (
     input_channels_last,
@@ -34,7 +34,7 @@ def _tiny(arch: str, seed: int = 0) -> torch.nn.Module:
 
 @pytest.mark.parametrize("arch", ["dynet", "promptir", "dsrir"])
 def test_channels_last_converts_4d_only_and_matches_contiguous(arch):
-    cfg = ModelConfig.tiny(arch) if arch != "dsrir" else ModelConfig(arch="dsrir")
+    cfg = ModelConfig.tiny(arch) if arch != "dsrir" else DSRIRConfig()
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     x = torch.rand(2, 3, 24, 40)
@@ -65,7 +65,7 @@ def test_channels_last_auto_is_cuda_only():
 
 @pytest.mark.parametrize("arch", ["dynet", "dsrir"])
 def test_activation_checkpointing_gives_the_same_gradients(arch):
-    cfg = ModelConfig.tiny(arch) if arch != "dsrir" else ModelConfig(arch="dsrir")
+    cfg = ModelConfig.tiny(arch) if arch != "dsrir" else DSRIRConfig()
     x = torch.rand(2, 3, 32, 32)
     grads = []
     for checkpointed in (False, True):
