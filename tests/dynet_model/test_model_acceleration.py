@@ -133,3 +133,15 @@ def test_layernorm_over_channels_equals_the_permuted_layer_norm(kind):
         torch.testing.assert_close(norm(x), ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(norm.over_channels(x), ref, rtol=1e-5, atol=1e-5)
         assert norm.over_channels(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_inference_helper_channels_last_matches_and_auto_is_off_on_cpu():
+    from dynet_model.compiled import accelerate_for_inference
+
+    model = _tiny("promptir")
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        ref = model(x)
+        assert accelerate_for_inference(model, device="cpu") is model and not is_channels_last(model)
+        out = accelerate_for_inference(model, device="cpu", channels_last=True)(x)
+    assert is_channels_last(model) and max_abs_diff(out, ref) < 1e-5
