@@ -54,8 +54,8 @@ def test_channels_last_and_checkpointing_train_the_same_weights(tmp_path, shards
 
 @pytest.mark.slow
 def test_compile_two_steps_matches_eager_and_does_not_recompile(tmp_path, shards):
-    # slow: one forward+backward inductor compile took 23 min on the shared 2-core machine under load
-    # (a few minutes when idle; much less once inductor's on-disk cache holds the graph). One reuse
+    # slow: its one forward+backward inductor compile took 389 s with a cold inductor cache (load 4-5 on
+    # the shared 2-core machine; 23 min at load 14), 11 s with the on-disk cache warm. One reuse
     # vector keeps it to one compile; one graph per vector across several vectors is tested (in the
     # default suite) in tests/dynet_model/test_model_acceleration.py
     variants = ["--variants", "1,1,1,1", "--no-tensorboard"]
