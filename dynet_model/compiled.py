@@ -62,7 +62,7 @@ def cached_graph_count(module: nn.Module) -> int | None:
         from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
         return len(_debug_get_cache_entry_list(type(module).forward))
-    except Exception:  # a torch without the helper: report unknown rather than fail a run
+    except (ImportError, AttributeError, RuntimeError, TypeError):  # a torch without the helper: unknown
         return None
 
 
