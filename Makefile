@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo profile test test-all bench bench-score bench-gpu-score clean
+.PHONY: install demo profile test test-all bench bench-gpu bench-score bench-gpu-score clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ profile: install
 
 bench: install
 	$(PY) benchmarks/model_speed.py --out benchmarks/results/model_speed_cpu.json
+
+# needs a CUDA torch in $(PYTHON) (not the CPU .venv); ~8 min on one H100/H200 -> benchmarks/results/*_gpu*.json
+bench-gpu:
+	PYTHON=$(PYTHON) bash benchmarks/gpu_suite.sh
 
 bench-score: install
 	$(PY) benchmarks/curation_speed.py --engines fast pyiqa --device cpu --size 1024 --metrics niqe,brisque,nima --out benchmarks/results/curation_speed_cpu.json

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def _conv(c_in: int, c_out: int, k: int, *, bias: bool) -> nn.Conv2d:
@@ -84,6 +85,8 @@ class PatchAttention(nn.Module):
 
 
 class PAB(nn.Module):
+    checkpoint_activations: bool = False  # recompute in backward (dynet_model.compiled.set_activation_checkpointing)
+
     def __init__(self, *, channels: int, kernel_size: int, reduction: int, bias: bool,
                  grid: tuple[int, int]) -> None:
         super().__init__()
@@ -92,6 +95,11 @@ class PAB(nn.Module):
         self.PA = PatchAttention(channels=channels, reduction=reduction, grid=grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.PA(self.conv2(F.relu(self.conv1(x))))
 
 

@@ -12,6 +12,7 @@ from typing import Self
 import torch
 from torch import nn
 
+from .memory_format import to_channels_last
 from .variants import parse_reuse
 
 
@@ -118,7 +119,28 @@ def time_forward(model: nn.Module, spec: ModelSpec, size: int, *, batch: int = 1
 
 
 def prepare_model(model: nn.Module, device: str | torch.device, channels_last: bool = False) -> nn.Module:
+    """Move to ``device`` in eval mode; channels_last converts the 4-D tensors only (the 5-D prompt
+    bank makes ``model.to(memory_format=torch.channels_last)`` raise)."""
     model = model.to(device).eval()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     return model
+
+
+def compiled_vs_eager(eager: nn.Module, compiled: nn.Module, spec: ModelSpec, size: int, *,
+                      device: str | torch.device = "cpu", dtype: str = "fp32", channels_last: bool = False,
+                      batch: int = 1) -> tuple[float, float]:
+    """(max |compiled - eager| on one random batch, seconds of the compiled call) — same weights,
+    input and autocast. The compiled call is the first one for this shape/reuse: its time is the compile."""
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, size, size, generator=gen).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    kwargs = {"reuse": spec.reuse} if spec.reuse is not None else {}
+    with torch.inference_mode(), autocast_context(device, dtype):
+        start = time.perf_counter()
+        out = compiled(x, **kwargs)
+        _sync(device)
+        seconds = time.perf_counter() - start
+        return float((out.float() - eager(x, **kwargs).float()).abs().max()), seconds

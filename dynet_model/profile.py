@@ -21,9 +21,11 @@ from common.atomic import atomic_write_json
 from common.cliconfig import parse_config
 
 from .build import OFFICIAL_PARAMS, build_model, count_params
+from .compiled import compile_model
 from .config import default_config
 from .flops import count_flops
-from .measure import parse_model_name, prepare_model, time_forward
+from .measure import compiled_vs_eager, parse_model_name, prepare_model, time_forward
+from .memory_format import resolve_channels_last
 
 _LOG = logging.getLogger("dynet_model.profile")
 
@@ -41,14 +43,19 @@ class ProfileConfig:
     warmup: int = field(default=1, metadata={"help": "untimed forwards before timing"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
     dtype: str = field(default="fp32", metadata={"help": "fp32, or bf16 / fp16 autocast"})
-    channels_last: bool = field(default=False, metadata={"help": "channels_last memory format"})
+    channels_last: bool | None = field(default=None, metadata={
+        "help": "channels_last weights and input (4-D tensors only; default: on for cuda, off on cpu)"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile each network (compile time and max |compiled - eager| are reported)"})
     flops_only: bool = field(default=False, metadata={"help": "skip latency/memory (FLOPs are instant)"})
     json: str | None = field(default=None, metadata={"help": "also write the results to this JSON file"})
 
 
 def profile_models(cfg: ProfileConfig) -> list[dict]:
     specs = [parse_model_name(m) for m in cfg.models]
+    channels_last = resolve_channels_last(cfg.channels_last, cfg.device)
     nets: dict[str, torch.nn.Module] = {}
+    eager: dict[str, torch.nn.Module] = {}
     rows = []
     for spec in specs:
         mcfg = default_config(spec.arch)
@@ -61,10 +68,16 @@ def profile_models(cfg: ProfileConfig) -> list[dict]:
         if not cfg.flops_only:
             if spec.arch not in nets:
                 torch.manual_seed(0)
-                nets[spec.arch] = prepare_model(build_model(mcfg), cfg.device, cfg.channels_last)
+                eager[spec.arch] = prepare_model(build_model(mcfg), cfg.device, channels_last)
+                nets[spec.arch] = compile_model(eager[spec.arch]) if cfg.compile else eager[spec.arch]
+            if cfg.compile:  # the first call compiles this reuse vector / size: timed apart
+                diff, seconds = compiled_vs_eager(
+                    eager[spec.arch], nets[spec.arch], spec, cfg.size, device=cfg.device, dtype=cfg.dtype,
+                    channels_last=channels_last, batch=cfg.batch)
+                row.update(max_abs_diff_vs_eager=diff, compile_s=round(seconds, 2))
             t = time_forward(nets[spec.arch], spec, cfg.size, batch=cfg.batch, repeats=cfg.repeats,
                              warmup=cfg.warmup, device=cfg.device, dtype=cfg.dtype,
-                             channels_last=cfg.channels_last)
+                             channels_last=channels_last)
             row.update(batch=cfg.batch, median_ms=round(t.median_s * 1e3, 2),
                        images_per_s=round(cfg.batch / t.median_s, 3), peak_mem_mb=round(t.peak_mem_mb, 1),
                        times_ms=[round(v * 1e3, 2) for v in t.times_s])

@@ -30,6 +30,7 @@ from common.atomic import atomic_write_bytes, atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DecodeError, decode_rgb
 
+from .compiled import accelerate_for_inference
 from .config import AnyConfig
 from .inference import restore_image
 from .loading import load_any, set_reuse
@@ -54,6 +55,10 @@ class RestoreConfig:
     tile_overlap: int = field(default=32, metadata={"help": "overlap between neighbouring tiles (blended)"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
     jpeg_quality: int = field(default=95, metadata={"help": "quality when the input (and output) is JPEG"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the network (worth it for many images; the first ones wait for the compile)"})
+    channels_last: bool | None = field(default=None, metadata={
+        "help": "channels_last weights (--no-channels-last turns off; default: on for cuda, off on cpu)"})
 
 
 def load_for_inference(checkpoint: str, arch: str | None, variant: str | None, device: str
@@ -121,6 +126,7 @@ def run(cfg: RestoreConfig) -> list[dict]:
         raise SystemExit("refusing to restore without --checkpoint: a network with random weights would "
                          "only produce noise. Pass a .safetensors from training or an official .ckpt.")
     model, mcfg = load_for_inference(cfg.checkpoint, cfg.arch, cfg.variant, cfg.device)
+    model = accelerate_for_inference(model, device=cfg.device, compile=cfg.compile, channels_last=cfg.channels_last)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "restore_config.yaml")

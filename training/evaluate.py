@@ -13,6 +13,7 @@ See docs/training-finetune-evaluate.md and training/protocols.py for the exact p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class EvalConfig:
     sweep_depths: list[str] | None = field(default=None, metadata={"help": "DyNet reuse vectors ('2,3,3,4' or s/l) to evaluate in turn: PSNR-vs-latency table + PNG plot"})
     table_from: list[str] | None = field(default=None, metadata={"help": "merge earlier --json results (one row each, named by file stem) into one --benchmark table; no model is run"})
     sweep_plot: str | None = field(default=None, metadata={"help": "PNG path for the sweep plot (default: beside --json, else sweep_depths.png)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the network (automatic dynamic shapes across image sizes; the first images wait for the compile, so per-image seconds then include it)"})
+    channels_last: bool | None = field(default=None, metadata={"help": "channels_last weights (--no-channels-last turns off; default: on for cuda, off on cpu)"})
 
 
 @dataclass
@@ -190,6 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
     restorer = load_restorer(model=cfg.model, checkpoint=cfg.checkpoint,
                              official_checkpoint=cfg.official_checkpoint, arch=cfg.arch,
                              variant=cfg.variant, device=cfg.device)
+    if restorer.model is not None and (cfg.compile or cfg.channels_last is not False):
+        from dynet_model.compiled import accelerate_for_inference
+        restorer = dataclasses.replace(restorer, model=accelerate_for_inference(
+            restorer.model, device=cfg.device, compile=cfg.compile, channels_last=cfg.channels_last))
     log.info("model %s (arch %s); protocol %s", restorer.name, restorer.arch, protocol.name)
     kwargs = {"protocol": protocol, "sigmas": list(cfg.sigmas), "noise_seed": cfg.noise_seed,
               "noise_seeding": cfg.noise_seeding, "device": cfg.device, "save_images": cfg.save_images,

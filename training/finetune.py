@@ -27,6 +27,7 @@ from common.cliconfig import parse_config, save_config
 from common.stagefolder import StageRefused, refuse_exit
 from training import restoration_data as rd
 from training import task_mix
+from training.acceleration import Accelerator, AccelFlags
 from training.augment import draw_depth
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.finetune_schedule import Schedule, resolve_schedule
@@ -37,7 +38,7 @@ log = logging.getLogger("training.finetune")
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(AccelFlags):
     """Fine-tune DyNet / PromptIR on denoise / derain / dehaze (any subset), all-in-one or single-task."""
     out: str = field(metadata={"help": "run folder: checkpoints/, log.jsonl, tb/, model_final.safetensors"})
     init: str | None = field(default=None, metadata={"help": "initial weights, any checkpoint: our .safetensors (pre-training model_final / any save_model file, or a checkpoints/step_N folder) or an official .ckpt/.pth (via the key map, see --arch); omitted = from scratch"})
@@ -254,7 +255,8 @@ def _run(cfg: FinetuneConfig, env: DistEnv, tasks: list[str], sources: rd.TrainS
         loop=LoopConfig(out_dir=cfg.out, max_steps=sched.max_steps, stop_at_step=sched.stop_at_step,
                         log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
                         val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed),
-        validate=make_validate(cfg, mcfg.arch))
+        validate=make_validate(cfg, mcfg.arch),
+        accelerator=Accelerator(cfg, model_config=mcfg, device=env.device, amp=cfg.amp))
     result = trainer.run()
     log.info("finished: %s at step %d (last checkpoint %s)", result.status, result.final_step, result.last_checkpoint)
     return result

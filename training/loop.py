@@ -163,9 +163,12 @@ class Trainer:
                  optim: OptimConfig, loop: LoopConfig, env: DistEnv | None = None, resume: bool = False,
                  validate: Callable[[nn.Module, int], dict] | None = None,
                  extra_metrics: Callable[[], dict] | None = None,
-                 save_model: checkpointing.SaveModelFn | None = None) -> None:
+                 save_model: checkpointing.SaveModelFn | None = None, accelerator: Any | None = None) -> None:
         self.env = env or DistEnv()
         self.model = model.to(self.env.device)
+        self.accelerator = accelerator  # training.acceleration.Accelerator: compile, channels_last, MFU
+        if accelerator is not None:
+            accelerator.prepare(self.model)  # before the optimizer: parameters keep their identity
         self.model_config, self.data_factory, self.step_fn = model_config, data_factory, step_fn
         self.optim_cfg, self.cfg = optim, loop
         self.validate, self.extra_metrics, self.save_model = validate, extra_metrics, save_model
@@ -179,6 +182,8 @@ class Trainer:
         if resume:
             self._resume()
         self.train_model = self._wrap(self.model)
+        if accelerator is not None:
+            self.train_model = accelerator.wrap(self.train_model)
         self.writer = self._tensorboard()
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -260,6 +265,8 @@ class Trainer:
                   "nonfinite_skipped": self.nonfinite_total, "time": time.time()}
         if self.extra_metrics is not None:
             record.update(self.extra_metrics())
+        if self.accelerator is not None:  # tflops_per_s, mfu (null without a known peak), compile counts
+            record.update(self.accelerator.log_fields(time.perf_counter() - meter.t0))
         self.history.append(record)
         meter.reset()
         if not self.env.is_main:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from training.acceleration import AccelFlags
+
 
 def _h(text: str, **extra) -> dict:
     return {"help": text, **extra}
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(AccelFlags):
     """Streaming dynamic pre-training of DyNet on WebDataset patch shards (paper §3.2)."""
 
     # data

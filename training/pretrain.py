@@ -24,6 +24,7 @@ from common.stagefolder import StageRefused, refuse_exit
 from dynet_model.build import build_model
 from dynet_model.config import ModelConfig
 from dynet_model.variants import parse_reuse
+from training.acceleration import Accelerator
 from training.augment import draw_depth_index
 from training.data import (
     BatchStream,
@@ -143,7 +144,8 @@ def run(cfg: PretrainConfig, env: DistEnv):
                       amp=cfg.amp, progress=cfg.progress, tensorboard=cfg.tensorboard, seed=cfg.seed)
     return train(model=model, model_config=mcfg, data_factory=data, step_fn=DynamicDepthStep(variants, cfg.seed),
                  optim=optim, loop=loop, env=env, resume=cfg.resume,
-                 validate=_validator(cfg, variants) if env.is_main else None, extra_metrics=data.metrics)
+                 validate=_validator(cfg, variants) if env.is_main else None, extra_metrics=data.metrics,
+                 accelerator=Accelerator(cfg, model_config=mcfg, device=env.device, amp=cfg.amp))
 
 
 def pretrain_settings(cfg: PretrainConfig) -> dict:

@@ -34,7 +34,8 @@ from training.distributed import DistEnv
 # (a run stopped early is continued with --resume and another stop point).
 NOT_SETTINGS = frozenset({
     "out", "resume", "overwrite", "config",
-    "workers", "num_workers", "threads", "device", "compile", "channels_last",
+    "workers", "num_workers", "threads", "device", "compile", "channels_last", "checkpoint_activations",
+    "peak_tflops",
     "progress", "tensorboard", "log_every", "keep_last", "max_consecutive_nonfinite",
     "val_every", "val_samples", "val_shards", "val_sots", "val_rain100l", "val_bsd68", "val_gopro", "val_lol",
     "val_max_images",

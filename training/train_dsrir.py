@@ -35,6 +35,7 @@ from common.cliconfig import parse_config, save_config
 from common.stagefolder import StageRefused, refuse_exit
 from dynet_model.build import build_model
 from dynet_model.config import DSRIRConfig
+from training.acceleration import Accelerator, AccelFlags
 from training.dsrir.data import PairPatchDataset, StepPlan, progressive_batches
 from training.dsrir.loss import DSRIRLossWeights, build_dsrir_loss
 from training.dsrir.schedule import ProgressiveSchedule
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainDSRIRConfig:
+class TrainDSRIRConfig(AccelFlags):
     """Train DSRIR on target/degraded CSV lists with the official progressive recipe."""
 
     train_dir: str = field(metadata={"help": "dataset root; list paths are relative to it"})
@@ -159,7 +160,8 @@ def run(cfg: TrainDSRIRConfig):
     log.info("DSRIR %s: %d pairs, %d epochs = %d steps (warm-up %d)", cfg.mode, len(entries),
              schedule.total_epochs, plan.total_steps, warmup_steps)
     return train(model=model, model_config=model_cfg, data_factory=data_factory, step_fn=step_fn, optim=optim,
-                 loop=loop, env=env, resume=cfg.resume, extra_metrics=lambda: dict(last), validate=validate)
+                 loop=loop, env=env, resume=cfg.resume, extra_metrics=lambda: dict(last), validate=validate,
+                 accelerator=Accelerator(cfg, model_config=model_cfg, device=env.device, amp=cfg.amp))
 
 
 def _make_validator(cfg: TrainDSRIRConfig, plan: StepPlan, model_cfg: DSRIRConfig):
