@@ -1,4 +1,4 @@
-"""Non-overlapping patch grid of one image, flat fractions per tile, lossless PNG encoding.
+"""Non-overlapping patch grid of one image, flat fractions per tile, patch keys.
 
 The grid starts at the image's top-left corner: ``floor(W / patch) × floor(H / patch)`` tiles covering
 exactly ``[0, floor(W/patch)·patch) × [0, floor(H/patch)·patch)``; the right/bottom remainder (less
