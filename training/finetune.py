@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from common.atomic import atomic_write_json
-from common.cliconfig import parse_config, save_config
+from common.cliconfig import config_to_dict, parse_config, save_config
 from training import restoration_data as rd
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.finetune_schedule import (
@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None):
                               warmup_steps=sched.warmup_steps, min_lr=cfg.min_lr, grad_clip=cfg.grad_clip),
             loop=LoopConfig(out_dir=cfg.out, max_steps=sched.max_steps, stop_at_step=sched.stop_at_step,
                             log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
-                            val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed),
+                            val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed,
+                            hparams=config_to_dict(cfg)),
             validate=make_validate(cfg, mcfg.arch))
         result = trainer.run()
         log.info("finished: %s at step %d (last checkpoint %s)", result.status, result.final_step, result.last_checkpoint)
