@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -28,7 +29,9 @@ from common.atomic import atomic_write_text
 from common.cliconfig import parse_config
 from curation import flatviz
 from curation.query import table_sources
+from curation.reporting.gallery import STYLE, split_reasons
 from curation.reporting.grid import load_sources, patch_grid_from_tars, thumbnail_grid
+from curation.reporting.sections import SectionSettings, build_sections
 from curation.sharding import flat, tiling
 
 _LOG = logging.getLogger("curation.report")
@@ -46,7 +49,10 @@ class ReportConfig:
         "help": "niqe=…,brisque=…,nima=… to mark; default: read from filter_stats.json when present"})
     samples: int = field(default=16, metadata={"help": "images / patches per grid (default 16)"})
     seed: int = field(default=0, metadata={"help": "random seed for the grids (default 0)"})
-    thumb: int = field(default=160, metadata={"help": "thumbnail side in pixels (default 160)"})
+    thumb: int = field(default=320, metadata={"help": "thumbnail side in pixels (default 320)"})
+    crop: int = field(default=192, metadata={"help": "side of the 1:1 centre crop shown beside each thumbnail, "
+                                                     "to judge sharpness (default 192)"})
+    per_reason: int = field(default=6, metadata={"help": "example images per drop reason (default 6)"})
 
 
 def parse_thresholds(text: str) -> dict[str, float]:
@@ -84,6 +90,13 @@ def _read(paths_or_glob: str, columns: list[str] | None = None) -> list[dict]:
     return rows
 
 
+def _arrow(paths_or_glob: str, columns: list[str]) -> pa.Table:
+    """The table's columns (those present) as one Arrow table, for vectorised counts."""
+    files = sorted(Path(paths_or_glob).parent.glob(Path(paths_or_glob).name))
+    tables = [pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names]) for f in files]
+    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+
+
 def plot_metric(rows: list[dict], metric: str, threshold: float | None, out: Path) -> Path | None:
     values = [(r.get(metric), bool(r.get("kept"))) for r in rows if r.get(metric) is not None]
     if not values:
@@ -109,9 +122,10 @@ def plot_metric(rows: list[dict], metric: str, threshold: float | None, out: Pat
 
 def plot_reasons(rows: list[dict], out: Path) -> tuple[Path, dict[str, int]]:
     counts: dict[str, int] = {}
-    for r in rows:
-        label = "kept" if r.get("kept") else str(r.get("drop_reason") or r.get("status") or "dropped")
-        counts[label] = counts.get(label, 0) + 1
+    for r in rows:  # one bar per single reason: an image dropped for two reasons counts in both
+        labels = ["kept"] if r.get("kept") else split_reasons([r.get("drop_reason") or r.get("status") or "dropped"])
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
     labels = sorted(counts, key=lambda k: (k != "kept", -counts[k], k))
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(labels) + 1.2))
     ax.barh(labels, [counts[k] for k in labels], color=["tab:green" if k == "kept" else "tab:red" for k in labels])
@@ -119,7 +133,7 @@ def plot_reasons(rows: list[dict], out: Path) -> tuple[Path, dict[str, int]]:
         ax.text(counts[k], i, f" {counts[k]}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("images")
-    ax.set_title("kept / dropped per reason")
+    ax.set_title("kept / dropped per reason (an image may have several)")
     fig.tight_layout()
     path = out / "reasons.png"
     fig.savefig(path, dpi=90)
@@ -146,21 +160,6 @@ def plot_flat_fractions(kept: list[dict], dropped: list[dict], max_flat: float |
     return path
 
 
-def _image_grids(cfg: ReportConfig, decisions: list[dict], raw_dir: Path, out: Path, rng: random.Random) -> dict[str, Path]:
-    paths: dict[str, Path] = {}
-    ok = [r for r in decisions if r.get("raw_shard") is not None and r.get("key")]
-    for label, pool in (("kept", [r for r in ok if r.get("kept")]), ("dropped", [r for r in ok if not r.get("kept")])):
-        chosen = rng.sample(pool, min(cfg.samples, len(pool)))
-        if not chosen:
-            continue
-        images = load_sources(raw_dir, chosen)
-        captions = [f"{r['key']}\n" + (f"{r.get('drop_reason') or r.get('status') or 'dropped'}: " if label == "dropped" else "")
-                    + " ".join(f"{m}={r[m]:.1f}" for m in METRICS if r.get(m) is not None) for r in chosen]
-        paths[f"images_{label}"] = thumbnail_grid([images.get(r["key"]) for r in chosen], captions,
-                                                  out / f"images_{label}.png", cfg.thumb, f"random {label} images")
-    return paths
-
-
 def _patch_grids(cfg: ReportConfig, shards_dir: Path, raw_dir: Path, out: Path, rng: random.Random,
                  kept: list[dict], dropped: list[dict]) -> dict[str, Path]:
     paths: dict[str, Path] = {}
@@ -182,8 +181,10 @@ def _shard_params(shards_dir: Path) -> dict:
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
-def _flat_overlays(decisions: list[dict], raw_dir: Path, params: dict, out: Path, rng: random.Random) -> Path | None:
-    pool = [r for r in decisions if r.get("kept") and r.get("raw_shard") is not None]
+def _flat_overlays(decisions: list[dict], raw_dir: Path, params: dict, out: Path, rng: random.Random,
+                   tiled: set[str]) -> Path | None:
+    """Flat cells and kept/dropped tiles drawn on kept images that produced tiles (``tiled`` source keys)."""
+    pool = [r for r in decisions if r.get("kept") and r.get("raw_shard") is not None and r.get("key") in tiled]
     chosen = rng.sample(pool, min(3, len(pool)))
     images = load_sources(raw_dir, chosen)
     shown = [(r["key"], images[r["key"]]) for r in chosen if r["key"] in images]
@@ -195,13 +196,16 @@ def _flat_overlays(decisions: list[dict], raw_dir: Path, params: dict, out: Path
                                float(params.get("max_flat", 0.5)), dpi=70)
 
 
-def write_index(out: Path, figures: dict[str, Path], summary: dict) -> None:
+def write_index(out: Path, figures: dict[str, Path], summary: dict, sections: tuple[list[str], list[str]] = ((), ())
+                ) -> None:
     lines = ["# Curation report", "", "| quantity | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary.items()]
-    parts = ["<html><head><meta charset='utf-8'><title>Curation report</title></head><body>",
+    lines += ["", *sections[1]]
+    parts = ["<html><head><meta charset='utf-8'><title>Curation report</title>", STYLE, "</head><body>",
              "<h1>Curation report</h1><table border='1' cellpadding='4'>"]
     parts += [f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items()]
     parts.append("</table>")
+    parts += sections[0]
     for name, path in figures.items():
         lines += ["", f"## {name.replace('_', ' ')}", "", f"![{name}]({path.name})"]
         parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><a href='{path.name}'><img src='{path.name}' "
@@ -233,7 +237,6 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
                 figures[f"metric_{m}"] = path
         figures["reasons"], counts = plot_reasons(decisions, out)
         summary.update({("images kept" if k == "kept" else f"images dropped: {k}"): v for k, v in counts.items()})
-        figures.update(_image_grids(cfg, decisions, root / "raw", out, rng))
     shards_dir = root / "shards"
     kept_p = _read(sources["patches"], ["key", "shard", "flat_fraction", "source_key"]) if "patches" in sources else []
     dropped_p = _read(sources["dropped_tiles"]) if "dropped_tiles" in sources else []
@@ -242,11 +245,20 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
         summary.update({"patches kept": len(kept_p), "tiles dropped as flat": len(dropped_p)})
         figures["flat_fraction"] = plot_flat_fractions(kept_p, dropped_p, params.get("max_flat"), out)
         figures.update(_patch_grids(cfg, shards_dir, root / "raw", out, rng, kept_p, dropped_p))
-        overlay = _flat_overlays(decisions, root / "raw", params, out, rng) if decisions else None
+        tiled = {r["source_key"] for r in kept_p}
+        overlay = _flat_overlays(decisions, root / "raw", params, out, rng, tiled) if decisions else None
         if overlay:
             figures["flat_overlays"] = overlay
     figures = {k: v for k, v in figures.items() if v is not None}
-    write_index(out, figures, summary)
+    stats_path = Path(sources["kept"]).parent / "filter_stats.json" if "kept" in sources else root / "filter_stats.json"
+    min_side = int(json.loads(stats_path.read_text()).get("min_side", 0)) if stats_path.exists() else 0
+    table_arrow = _arrow(table, ["key", "status", "width", "height", *METRICS]) if table else None
+    sections = build_sections(root, out, decisions, table_arrow, thresholds, min_side, kept_p, rng,
+                              SectionSettings(samples=cfg.samples, per_reason=cfg.per_reason, thumb=cfg.thumb,
+                                              crop=cfg.crop))
+    for warning in sections[2]:
+        _LOG.warning("%s", warning)
+    write_index(out, figures, summary, sections[:2])
     _LOG.info("wrote %d figure(s) and index.md/index.html to %s", len(figures), out)
     return figures
 

@@ -46,7 +46,7 @@ def curated(tmp_path_factory):
 
 
 def test_one_command_writes_shards_manifest_and_report(curated):
-    photos, out, rc = curated
+    _, out, rc = curated
     assert rc == 0
     manifest = json.loads((out / "shards" / "manifest.json").read_text())
     assert manifest["total_samples"] > 0 and manifest["patch_size"] == 128
