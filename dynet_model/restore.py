@@ -35,7 +35,16 @@ from common.imagedecode import DEFAULT_MAX_PIXELS, DecodeError
 
 from .checkpoint import load_model, model_from_official
 from .config import ModelConfig
-from .restore_io import InputItem, collect_inputs, decode_image, encode, output_depth, output_path, read_regular, side_by_side
+from .restore_io import (
+    InputItem,
+    collect_inputs,
+    decode_image,
+    encode,
+    output_depth,
+    output_path,
+    read_regular,
+    side_by_side,
+)
 from .tiling import restore_tiled
 from .variants import parse_reuse
 
@@ -48,7 +57,7 @@ class RestoreConfig:
     """Restore images with a DyNet / PromptIR checkpoint (tiles blended without seams)."""
 
     inputs: list[str] = field(metadata={"positional": True, "help": "image files and/or folders (recursed)"})
-    output: str = field(metadata={"help": "output folder (-o); file names are kept"})
+    output: str = field(metadata={"flag": "--out", "aliases": ["--output", "-o"], "help": "output folder; file names are kept"})
     checkpoint: str | None = field(default=None, metadata={
         "help": "REQUIRED: .safetensors from save_model, or an official .ckpt/.pth release (see --arch)"})
     variant: str | None = field(default=None, metadata={
@@ -61,7 +70,7 @@ class RestoreConfig:
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={
         "help": "images with more pixels are refused (status too_large; decompression-bomb guard)"})
     tile_overlap: int = field(default=32, metadata={"help": "overlap between neighbouring tiles (blended)"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda when available) | cpu | cuda"})
     keep_format: bool = field(default=False, metadata={
         "help": "write each output in its input's format (JPEG is lossy!) instead of lossless PNG"})
     side_by_side: bool = field(default=False, metadata={
@@ -127,6 +136,8 @@ def run(cfg: RestoreConfig) -> list[dict]:
     if not cfg.checkpoint:
         raise SystemExit("refusing to restore without --checkpoint: a network with random weights would "
                          "only produce noise. Pass a .safetensors from training or an official .ckpt.")
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     model, mcfg = load_for_inference(cfg.checkpoint, cfg.arch, cfg.variant, cfg.device)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +176,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    argv = ["--output" if a == "-o" else a for a in argv]  # short alias for --output
     return run(parse_config(RestoreConfig, argv))
 
 
