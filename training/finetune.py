@@ -169,6 +169,25 @@ def build_finetune_model(cfg: FinetuneConfig):
     return model, mcfg
 
 
+def val_grid(sets, restorer, sigma: float, side: int = 128):
+    """input | output | target of the first validation image (centre crop), H×W×3 uint8 for TensorBoard."""
+    import numpy as np
+
+    if sets.denoise:
+        clean = rd.read_rgb(next(iter(sets.denoise.values()))[0])
+        lq = rd.add_gaussian_noise(clean, sigma, np.random.RandomState(0))
+    else:
+        pair = next(iter(sets.pairs.values()))[1][0]
+        clean, lq = rd.read_rgb(pair.gt), rd.read_rgb(pair.lq)
+    h, w = min(clean.shape[0], lq.shape[0], side), min(clean.shape[1], lq.shape[1], side)
+    y0, x0 = (clean.shape[0] - h) // 2, (clean.shape[1] - w) // 2
+    clean, lq = clean[y0:y0 + h, x0:x0 + w], lq[y0:y0 + h, x0:x0 + w]
+    device = next(restorer.model.parameters()).device
+    x = torch.from_numpy(lq.astype("float32") / 255.0).permute(2, 0, 1)[None].to(device)
+    out = restorer(x)[0].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.concatenate([lq, out, clean], axis=1)
+
+
 def make_validate(cfg: FinetuneConfig, arch: str):
     """Periodic validation with training.evaluate's protocol on the --val-* sets (None if none given)."""
     if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68):
@@ -196,6 +215,9 @@ def make_validate(cfg: FinetuneConfig, arch: str):
             for col, v in res["columns"].items():
                 out[f"{prefix}psnr/{col}"], out[f"{prefix}ssim/{col}"] = v["psnr"], v["ssim"]
             out[f"{prefix}psnr/average"] = res["table1_average"]["psnr"]
+        first = next(iter(variants.values()))
+        validate.last_grid = val_grid(sets, Restorer(name="grid", model=model, arch=arch, reuse=first),
+                                      cfg.sigmas[0])  # the loop puts it in TensorBoard
         return out
     return validate
 

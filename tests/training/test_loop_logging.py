@@ -65,3 +65,19 @@ def test_tensorboard_gets_validation_grid_and_hparams(tmp_path):
             for value in event.summary.value:
                 plugins.add(value.metadata.plugin_data.plugin_name)
     assert "hparams" in plugins
+
+
+def test_finetune_validation_grid_reaches_tensorboard(tmp_path):
+    from tests.restoration_fixtures import make_test_sets, make_train_sets
+    from training import finetune
+
+    train = make_train_sets(tmp_path / "train", n=2, size=(32, 32))
+    val = make_test_sets(tmp_path / "val", n=1, size=(32, 32))
+    finetune.main(["--out", str(tmp_path / "run"), "--tiny", "--tasks", "denoise", "--denoise-dirs",
+                   str(train["denoise"]), "--crop", "16", "--batch-size", "2", "--max-steps", "2", "--workers", "0",
+                   "--val-every", "2", "--val-bsd68", str(val["bsd68"]), "--val-max-images", "1", "--no-progress",
+                   "--device", "cpu"])
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    image = acc.Images("val/input_output_target")[0]
+    assert (image.width, image.height) == (3 * 32, 32)
