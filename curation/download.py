@@ -8,6 +8,15 @@ slices of ``--slice-size``; submit one Dask task per slice that is not already c
 ``skip_reencode=True``, webdataset output, sha256). Writes ``raw/NNNNN.tar/.parquet/_stats.json``
 per slice, ``raw/_jobs/download-<job>.json`` (pre-filter counts per file) and
 ``raw/_jobs/download_summary.json`` (this run's counts per status, images/s).
+
+Every URL is fetched under the download policy (``curation.downloading.fetch``, docs/security.md):
+http(s) only, public addresses only unless ``--allow-private-addresses``, at most ``--max-image-bytes``
+read, ``--image-deadline`` seconds in all; a refusal is the URL's recorded ``error_message``.
+
+Stage contract (``common.stagefolder`` via ``allocation.open_raw_job``): ``raw/`` is locked while the
+download runs (a second download / ingest into it exits 2 naming the holder); the content-deciding
+flags of this ``--source`` are recorded in ``raw/_jobs/download-<source>-<id>/_stage.json``; a rerun
+with others exits 2 naming them unless ``--overwrite`` (which deletes this source's raw shards).
 """
 
 from __future__ import annotations
@@ -27,7 +36,10 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
-from curation.cluster import dask_client
+from common.imagedecode import DEFAULT_MAX_IMAGE_BYTES
+from common.outputerrors import exit_on_write_error
+from common.stagefolder import StageRefused, refuse_exit
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
 from curation.downloading.slice_task import SliceOptions, run_slice, status_counts
 from curation.downloading.urls import (
     Prefilter,
@@ -37,7 +49,13 @@ from curation.downloading.urls import (
     resolve_inputs,
 )
 from curation.rawshards import check_shard, shard_paths
-from curation.sharding.allocation import allocate, format_shard_id, job_key, jobs_dir
+from curation.sharding.allocation import (
+    allocate,
+    format_shard_id,
+    job_key,
+    jobs_dir,
+    open_raw_job,
+)
 
 _LOG = logging.getLogger("curation.download")
 
@@ -72,9 +90,19 @@ class DownloadConfig:
         "help": "Dask scheduler address (tcp://host:8786); default: a LocalCluster with --workers processes"})
     workers: int = field(default=2, metadata={
         "help": "LocalCluster worker processes, ignored with --scheduler (default: 2)"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     thread_count: int = field(default=16, metadata={
         "help": "download threads inside one slice (img2dataset thread_count) (default: 16)"})
-    timeout: int = field(default=10, metadata={"help": "per-request timeout in seconds (default: 10)"})
+    timeout: int = field(default=10, metadata={"help": "per-request socket timeout in seconds (default: 10)"})
+    image_deadline: float = field(default=60.0, metadata={
+        "help": "total seconds one image may take, redirects and a slowly dripping body included; past it "
+                "the URL fails with a recorded error (default: 60)"})
+    max_image_bytes: int = field(default=DEFAULT_MAX_IMAGE_BYTES, metadata={
+        "help": "refuse a response body larger than this many bytes; never more is read (default: 67108864 = 64 MiB)"})
+    allow_private_addresses: bool = field(default=False, metadata={
+        "help": "also fetch from loopback, private, link-local, multicast and reserved addresses (an intranet or a "
+                "test server); by default such URLs, redirects to them and hosts resolving to them are refused "
+                "(default: --no-allow-private-addresses)"})
     retries: int = field(default=0, metadata={"help": "img2dataset retries per failed URL (default: 0)"})
     encode_format: str = field(default="jpg", metadata={
         "help": "jpg|png|webp: images already in this format keep their original bytes, others are "
@@ -89,6 +117,10 @@ class DownloadConfig:
     task_retries: int = field(default=1, metadata={"help": "Dask retries of a failed slice task (default: 1)"})
     max_in_flight: int = field(default=0, metadata={
         "help": "slices submitted at once; 0 = 2 x workers (default: 0)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "when this --source was downloaded into --out with other settings (min side, columns, "
+                "pre-filters, encoding, max pixels): delete its raw shards and download again (default: refuse "
+                "with exit code 2, naming each difference)"})
 
 
 @dataclass(frozen=True)
@@ -152,7 +184,8 @@ def _options(cfg: DownloadConfig, slice_size: int) -> SliceOptions:
     return SliceOptions(slice_size=slice_size, min_side=cfg.min_side, thread_count=cfg.thread_count,
                         timeout=cfg.timeout, retries=cfg.retries, encode_format=cfg.encode_format,
                         encode_quality=cfg.encode_quality, max_pixels=cfg.max_pixels,
-                        slice_timeout=cfg.slice_timeout)
+                        slice_timeout=cfg.slice_timeout, max_image_bytes=cfg.max_image_bytes,
+                        image_deadline=cfg.image_deadline, allow_private_addresses=cfg.allow_private_addresses)
 
 
 def _collect(future, tally: _Tally, bar: tqdm) -> None:
@@ -165,14 +198,30 @@ def _collect(future, tally: _Tally, bar: tqdm) -> None:
     bar.update(1)
 
 
+def stage_settings(cfg: DownloadConfig) -> dict:
+    """What decides the raw shards of one source (not workers, threads, timeouts or slice size)."""
+    return {"min_side": cfg.min_side, "url_col": cfg.url_col, "caption_col": cfg.caption_col,
+            "width_col": cfg.width_col, "height_col": cfg.height_col, "max_pwatermark": cfg.max_pwatermark,
+            "max_punsafe": cfg.max_punsafe, "encode_format": cfg.encode_format,
+            "encode_quality": cfg.encode_quality, "max_pixels": cfg.max_pixels,
+            "max_image_bytes": cfg.max_image_bytes, "allow_private_addresses": cfg.allow_private_addresses}
+
+
 def run(cfg: DownloadConfig) -> dict:
-    """Plan, skip complete slices, download the rest on Dask; return the summary (also written)."""
+    """Lock ``--out``, check the settings, then download (see :func:`download`)."""
     files = resolve_inputs(cfg.urls)  # before starting any cluster: a bad --urls fails fast
     raw = Path(cfg.out)
     raw.mkdir(parents=True, exist_ok=True)
+    with open_raw_job(raw, "download", {"source": cfg.source}, stage_settings(cfg), overwrite=cfg.overwrite):
+        return download(cfg, files)
+
+
+def download(cfg: DownloadConfig, files: list[Path]) -> dict:
+    """Plan, skip complete slices, download the rest on Dask; return the summary (also written)."""
+    raw = Path(cfg.out)
     save_config(cfg, jobs_dir(raw) / "download_config.yaml")
     tally, started = _Tally(), time.time()
-    with dask_client(cfg.scheduler, cfg.workers) as client:
+    with dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         limit = cfg.max_in_flight or 2 * n_workers
         pending, token = as_completed(), uuid.uuid4().hex[:8]
@@ -231,10 +280,16 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(DownloadConfig, argv)
     if cfg.slice_size < 1:
         raise SystemExit("--slice-size must be >= 1")
+    if cfg.max_image_bytes < 1 or cfg.image_deadline <= 0:
+        raise SystemExit("--max-image-bytes and --image-deadline must be > 0")
     if cfg.encode_format not in ("jpg", "png", "webp"):
         raise SystemExit(f"--encode-format must be jpg, png or webp (got {cfg.encode_format!r})")
     cfg = _resolve_encode_quality(cfg)
-    summary = run(cfg)
+    try:
+        with exit_on_write_error("curation.download", cfg.out):
+            summary = run(cfg)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
     if summary["failed_slices"]:
         _LOG.error("%d slice(s) failed; rerun the same command to retry them", len(summary["failed_slices"]))
     return summary

@@ -13,7 +13,8 @@ writes the same format for local corpora, so later stages never care where an im
   ``height``, ``sha256``; ingest adds ``source`` and ``path``.
 - ``raw/NNNNN_stats.json``: written last; its presence means the shard is complete.
 
-Shard ids are zero-padded decimal strings ("00000"). Keys are unique within the whole raw folder.
+Shard ids and paths are :class:`curation.layout.ShardId` (``str(sid)`` is the zero-padded name
+"00000" used in tables and by the functions here). Keys are unique within the whole raw folder.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from typing import Iterator
 
 import pyarrow.parquet as pq
 
+from curation.layout import RAW_MARKER_SUFFIX, ShardId, list_raw_shards
+
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
-STATS_SUFFIX = "_stats.json"
+STATS_SUFFIX = RAW_MARKER_SUFFIX
 
 
 @dataclass
@@ -43,19 +46,14 @@ class RawSample:
     other_members: list[str] = field(default_factory=list)  # non-image, non-json members (reported, not used)
 
 
-def shard_paths(raw_dir: str | os.PathLike, shard_id: str) -> tuple[Path, Path, Path]:
-    """(tar, parquet, stats) paths of one shard."""
-    root = Path(raw_dir)
-    return root / f"{shard_id}.tar", root / f"{shard_id}.parquet", root / f"{shard_id}{STATS_SUFFIX}"
+def shard_paths(raw_dir: str | os.PathLike, shard_id: str | int | ShardId) -> tuple[Path, Path, Path]:
+    """(tar, parquet, stats) paths of one shard (:meth:`curation.layout.ShardId.raw_paths`)."""
+    return ShardId.parse(shard_id).raw_paths(raw_dir)
 
 
 def list_complete_shards(raw_dir: str | os.PathLike) -> list[str]:
-    """Shard ids whose completion marker (``NNNNN_stats.json``) exists, sorted."""
-    root = Path(raw_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"raw folder {root} does not exist")
-    ids = [p.name[: -len(STATS_SUFFIX)] for p in root.glob(f"*{STATS_SUFFIX}")]
-    return sorted(i for i in ids if (root / f"{i}.tar").exists() and (root / f"{i}.parquet").exists())
+    """Names of the shards whose completion marker (``NNNNN_stats.json``), tar and parquet exist, sorted."""
+    return [sid.name for sid in list_raw_shards(raw_dir)]
 
 
 def _split_member(name: str) -> tuple[str, str]:
@@ -91,6 +89,25 @@ def iter_raw_tar(tar_path: str | os.PathLike) -> Iterator[RawSample]:
                 current.other_members.append(member.name)
     if current is not None:
         yield current
+
+
+def read_images(tar_path: str | os.PathLike, keys: set[str]) -> dict[str, bytes]:
+    """Image bytes of ``keys`` only: the other members' data is seeked over, never read.
+
+    For a few samples out of 1 GB raw tars (the report's grids) this reads kilobytes instead of the
+    whole tar. Raises like :func:`iter_raw_tar` for an unreadable tar.
+    """
+    found: dict[str, bytes] = {}
+    if not keys:
+        return found
+    with tarfile.open(tar_path, "r:*") as tar:
+        for member in tar:
+            key, ext = _split_member(member.name)
+            if member.isfile() and key in keys and key not in found and ext in IMAGE_EXTENSIONS:
+                found[key] = tar.extractfile(member).read()
+                if len(found) == len(keys):
+                    break
+    return found
 
 
 def read_shard_table(raw_dir: str | os.PathLike, shard_id: str):

@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,21 +23,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
 from common.atomic import atomic_write_text
 from common.cliconfig import parse_config
+from common.outputerrors import exit_on_write_error
 from curation import flatviz
+from curation.layout import METRIC_COLUMNS
+from curation.layout import METRICS as METRIC_TABLE
 from curation.query import table_sources
 from curation.reporting.gallery import STYLE, split_reasons
 from curation.reporting.grid import load_sources, patch_grid_from_tars, thumbnail_grid
 from curation.reporting.sections import SectionSettings, build_sections
 from curation.sharding import flat, tiling
+from curation.thresholds import Thresholds
 
 _LOG = logging.getLogger("curation.report")
-METRICS = ("niqe", "brisque", "nima")
-HIGHER_IS_BETTER = {"niqe": False, "brisque": False, "nima": True}
+METRICS = METRIC_COLUMNS
+HIGHER_IS_BETTER = {m.name: not m.lower_better for m in METRIC_TABLE.values()}
 
 
 @dataclass
@@ -56,13 +62,8 @@ class ReportConfig:
 
 
 def parse_thresholds(text: str) -> dict[str, float]:
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or name.strip() not in METRICS:
-            raise ValueError(f"bad threshold {part!r}: expected e.g. niqe=6,brisque=40,nima=4.5")
-        out[name.strip()] = float(value)
-    return out
+    """``--thresholds`` (:class:`curation.thresholds.Thresholds`, the filter's syntax) as a dict."""
+    return Thresholds.parse(text).as_dict()
 
 
 def thresholds_from_stats(path: Path) -> dict[str, float]:
@@ -81,32 +82,52 @@ def thresholds_from_stats(path: Path) -> dict[str, float]:
     return out
 
 
-def _read(paths_or_glob: str, columns: list[str] | None = None) -> list[dict]:
+def _read(paths_or_glob: str, columns: list[str] | None = None) -> pa.Table:
+    """The files of a glob as one Arrow table (columns a file lacks are null); never Python row dicts."""
     files = sorted(Path(paths_or_glob).parent.glob(Path(paths_or_glob).name))
-    rows: list[dict] = []
+    tables = []
     for f in files:
         names = pq.read_schema(f).names
-        rows += pq.read_table(f, columns=[c for c in columns if c in names] if columns else None).to_pylist()
-    return rows
-
-
-def _arrow(paths_or_glob: str, columns: list[str]) -> pa.Table:
-    """The table's columns (those present) as one Arrow table, for vectorised counts."""
-    files = sorted(Path(paths_or_glob).parent.glob(Path(paths_or_glob).name))
-    tables = [pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names]) for f in files]
+        cols = [c for c in columns if c in names] if columns else None
+        tables.append(pq.read_table(f, columns=cols).replace_schema_metadata(None))
     return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
 
 
-def plot_metric(rows: list[dict], metric: str, threshold: float | None, out: Path) -> Path | None:
-    values = [(r.get(metric), bool(r.get("kept"))) for r in rows if r.get(metric) is not None]
-    if not values:
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    """A numeric column as float64, NaN for nulls; all NaN when absent."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    return table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _kept(table: pa.Table) -> np.ndarray:
+    if "kept" not in table.column_names:
+        return np.zeros(table.num_rows, bool)
+    return pc.fill_null(table.column("kept"), False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _sample(rng: random.Random, table: pa.Table, mask: np.ndarray, k: int) -> list[dict]:
+    """``rng.sample`` over the rows where ``mask`` holds, as dicts: only the chosen rows leave Arrow."""
+    pool = np.flatnonzero(mask)
+    chosen = rng.sample(range(pool.size), min(k, pool.size))
+    return table.take(pa.array(pool[chosen], pa.int64())).to_pylist() if chosen else []
+
+
+def _stacked_hist(ax, kept: np.ndarray, dropped: np.ndarray, bins: np.ndarray, labels: list[str]) -> None:
+    """Counts come from np.histogram; matplotlib draws only the bins (cheap at any row count)."""
+    counts = [np.histogram(v, bins=bins)[0] for v in (kept, dropped)]
+    ax.hist([bins[:-1], bins[:-1]], bins=bins, weights=counts, stacked=True, label=labels, color=["tab:green", "tab:red"])
+
+
+def plot_metric(table: pa.Table, metric: str, threshold: float | None, out: Path) -> Path | None:
+    values, kept = _floats(table, metric), _kept(table)
+    finite = np.isfinite(values)
+    if not finite.any():
         return None
-    kept = np.array([v for v, k in values if k], float)
-    dropped = np.array([v for v, k in values if not k], float)
+    kept_v, dropped_v = values[finite & kept], values[finite & ~kept]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    bins = np.histogram_bin_edges(np.array([v for v, _ in values], float), bins=40)
-    ax.hist([kept, dropped], bins=bins, stacked=True, label=[f"kept ({kept.size})", f"dropped ({dropped.size})"],
-            color=["tab:green", "tab:red"])
+    bins = np.histogram_bin_edges(values[finite], bins=40)
+    _stacked_hist(ax, kept_v, dropped_v, bins, [f"kept ({kept_v.size})", f"dropped ({dropped_v.size})"])
     if threshold is not None:
         side = "≥" if HIGHER_IS_BETTER[metric] else "≤"
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold: keep {side} {threshold:g}")
@@ -120,12 +141,21 @@ def plot_metric(rows: list[dict], metric: str, threshold: float | None, out: Pat
     return path
 
 
-def plot_reasons(rows: list[dict], out: Path) -> tuple[Path, dict[str, int]]:
+def reason_counts(table: pa.Table) -> dict[str, int]:
+    """Images per label: "kept", else the drop reason, else the status, else "dropped" (an Arrow group-by)."""
+    cols = {c: (table.column(c).cast(pa.string()) if c in table.column_names else pa.nulls(table.num_rows, pa.string()))
+            for c in ("drop_reason", "status")}
+    keys = pa.table({"kept": pa.array(_kept(table)), **cols})
     counts: dict[str, int] = {}
-    for r in rows:  # one bar per single reason: an image dropped for two reasons counts in both
-        labels = ["kept"] if r.get("kept") else split_reasons([r.get("drop_reason") or r.get("status") or "dropped"])
-        for label in labels:
-            counts[label] = counts.get(label, 0) + 1
+    for g in keys.group_by(["kept", "drop_reason", "status"]).aggregate([([], "count_all")]).to_pylist():
+        labels = ["kept"] if g["kept"] else split_reasons([g["drop_reason"] or g["status"] or "dropped"])
+        for label in labels:  # one bar per single reason: an image dropped for two reasons counts in both
+            counts[label] = counts.get(label, 0) + g["count_all"]
+    return counts
+
+
+def plot_reasons(table: pa.Table, out: Path) -> tuple[Path, dict[str, int]]:
+    counts = reason_counts(table)
     labels = sorted(counts, key=lambda k: (k != "kept", -counts[k], k))
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(labels) + 1.2))
     ax.barh(labels, [counts[k] for k in labels], color=["tab:green" if k == "kept" else "tab:red" for k in labels])
@@ -133,7 +163,7 @@ def plot_reasons(rows: list[dict], out: Path) -> tuple[Path, dict[str, int]]:
         ax.text(counts[k], i, f" {counts[k]}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("images")
-    ax.set_title("kept / dropped per reason (an image may have several)")
+    ax.set_title("kept / dropped per reason")
     fig.tight_layout()
     path = out / "reasons.png"
     fig.savefig(path, dpi=90)
@@ -141,13 +171,12 @@ def plot_reasons(rows: list[dict], out: Path) -> tuple[Path, dict[str, int]]:
     return path, {k: counts[k] for k in labels}
 
 
-def plot_flat_fractions(kept: list[dict], dropped: list[dict], max_flat: float | None, out: Path) -> Path | None:
-    if not kept and not dropped:
+def plot_flat_fractions(kept: pa.Table, dropped: pa.Table, max_flat: float | None, out: Path) -> Path | None:
+    if not kept.num_rows and not dropped.num_rows:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    bins = np.linspace(0, 1, 21)
-    ax.hist([[r["flat_fraction"] for r in kept], [r["flat_fraction"] for r in dropped]], bins=bins, stacked=True,
-            color=["tab:green", "tab:red"], label=[f"kept patches ({len(kept)})", f"dropped as flat ({len(dropped)})"])
+    _stacked_hist(ax, _floats(kept, "flat_fraction"), _floats(dropped, "flat_fraction"), np.linspace(0, 1, 21),
+                  [f"kept patches ({kept.num_rows})", f"dropped as flat ({dropped.num_rows})"])
     if max_flat is not None:
         ax.axvline(max_flat, color="black", linestyle="--", label=f"--max-flat {max_flat:g}")
     ax.set_xlabel("flat fraction of the tile")
@@ -160,20 +189,37 @@ def plot_flat_fractions(kept: list[dict], dropped: list[dict], max_flat: float |
     return path
 
 
+def _located(table: pa.Table) -> np.ndarray:
+    """Rows that name a raw shard and a key (only those can be shown)."""
+    if "raw_shard" not in table.column_names or "key" not in table.column_names:
+        return np.zeros(table.num_rows, bool)
+    key_ok = pc.fill_null(pc.greater(pc.utf8_length(table.column("key").cast(pa.string())), 0), False)
+    return (pc.is_valid(table.column("raw_shard")).to_numpy(zero_copy_only=False)
+            & key_ok.to_numpy(zero_copy_only=False))
+
+
 def _patch_grids(cfg: ReportConfig, shards_dir: Path, raw_dir: Path, out: Path, rng: random.Random,
-                 kept: list[dict], dropped: list[dict]) -> dict[str, Path]:
+                 kept: pa.Table, dropped: pa.Table) -> dict[str, Path]:
     paths: dict[str, Path] = {}
-    if kept:
-        chosen = rng.sample(kept, min(cfg.samples, len(kept)))
+    if kept.num_rows:
+        chosen = _sample(rng, kept, np.ones(kept.num_rows, bool), cfg.samples)
         paths["patches_kept"] = patch_grid_from_tars(shards_dir, chosen, out / "patches_kept.png", cfg.thumb,
                                                      "random kept patches (flat fraction)")
-    if dropped:
-        chosen = rng.sample(dropped, min(cfg.samples, len(dropped)))
+    if dropped.num_rows:
+        chosen = _sample(rng, dropped, np.ones(dropped.num_rows, bool), cfg.samples)
         sources = load_sources(raw_dir, [{"key": d["source_key"], "raw_shard": d["raw_shard"]} for d in chosen])
-        crops = [tiling.crop(sources[d["source_key"]], d["box"]) if d["source_key"] in sources else None for d in chosen]
+        crops = [_crop(sources.get(d["source_key"]), d["box"]) for d in chosen]
         paths["patches_dropped"] = thumbnail_grid(crops, [f"{d['key']}\nflat {d['flat_fraction']:.2f}" for d in chosen],
                                                   out / "patches_dropped.png", cfg.thumb, "random patches dropped as flat")
     return paths
+
+
+def _crop(rgb: np.ndarray | None, box) -> np.ndarray | None:
+    """The tile's pixels, or None (a grey square) when the raw image no longer covers the recorded box."""
+    if rgb is None:
+        return None
+    x0, y0, x1, y1 = box
+    return tiling.crop(rgb, box) if 0 <= x0 < x1 <= rgb.shape[1] and 0 <= y0 < y1 <= rgb.shape[0] else None
 
 
 def _shard_params(shards_dir: Path) -> dict:
@@ -181,11 +227,13 @@ def _shard_params(shards_dir: Path) -> dict:
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
-def _flat_overlays(decisions: list[dict], raw_dir: Path, params: dict, out: Path, rng: random.Random,
-                   tiled: set[str]) -> Path | None:
-    """Flat cells and kept/dropped tiles drawn on kept images that produced tiles (``tiled`` source keys)."""
-    pool = [r for r in decisions if r.get("kept") and r.get("raw_shard") is not None and r.get("key") in tiled]
-    chosen = rng.sample(pool, min(3, len(pool)))
+def _flat_overlays(decisions: pa.Table, raw_dir: Path, params: dict, out: Path, rng: random.Random,
+                   tiled: pa.Array) -> Path | None:
+    """The detector overlay on up to three kept images that produced tiles (``tiled``: their keys)."""
+    located = pc.is_valid(decisions.column("raw_shard")).to_numpy(zero_copy_only=False) \
+        if "raw_shard" in decisions.column_names else np.zeros(decisions.num_rows, bool)
+    has_tiles = pc.is_in(decisions.column("key").cast(pa.string()), value_set=tiled.cast(pa.string()))
+    chosen = _sample(rng, decisions, _kept(decisions) & located & has_tiles.to_numpy(zero_copy_only=False), 3)
     images = load_sources(raw_dir, chosen)
     shown = [(r["key"], images[r["key"]]) for r in chosen if r["key"] in images]
     if not shown:
@@ -225,12 +273,13 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
     thresholds.update(thresholds_from_stats(root / "filter_stats.json") if not thresholds else {})
     thresholds.update(parse_thresholds(cfg.thresholds) if cfg.thresholds else {})
     table = sources.get("decisions") or sources.get("scores")
-    decisions = _read(table, ["key", "raw_shard", "kept", "drop_reason", "status", *METRICS]) if table else []
-    if table == sources.get("scores"):  # no filter run yet: every scored image counts as not (yet) kept
-        decisions = [{**r, "kept": False} for r in decisions]
+    decisions = _read(table, ["key", "raw_shard", "kept", "drop_reason", "status", "width", "height", "url",
+                              *METRICS]) if table else pa.table({})
+    if table == sources.get("scores") and decisions.num_rows:  # no filter run yet: every scored image is not (yet) kept
+        decisions = decisions.append_column("kept", pa.array(np.zeros(decisions.num_rows, bool)))
     figures: dict[str, Path] = {}
-    summary: dict[str, object] = {"images scored": len(decisions), "thresholds": thresholds or "none found"}
-    if decisions:
+    summary: dict[str, object] = {"images scored": decisions.num_rows, "thresholds": thresholds or "none found"}
+    if decisions.num_rows:
         for m in METRICS:
             path = plot_metric(decisions, m, thresholds.get(m), out)
             if path:
@@ -238,22 +287,21 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
         figures["reasons"], counts = plot_reasons(decisions, out)
         summary.update({("images kept" if k == "kept" else f"images dropped: {k}"): v for k, v in counts.items()})
     shards_dir = root / "shards"
-    kept_p = _read(sources["patches"], ["key", "shard", "flat_fraction", "source_key"]) if "patches" in sources else []
-    dropped_p = _read(sources["dropped_tiles"]) if "dropped_tiles" in sources else []
+    kept_p = _read(sources["patches"], ["key", "shard", "flat_fraction", "source_key"]) if "patches" in sources else pa.table({})
+    dropped_p = _read(sources["dropped_tiles"]) if "dropped_tiles" in sources else pa.table({})
     params = _shard_params(shards_dir)
-    if kept_p or dropped_p:
-        summary.update({"patches kept": len(kept_p), "tiles dropped as flat": len(dropped_p)})
+    if kept_p.num_rows or dropped_p.num_rows:
+        summary.update({"patches kept": kept_p.num_rows, "tiles dropped as flat": dropped_p.num_rows})
         figures["flat_fraction"] = plot_flat_fractions(kept_p, dropped_p, params.get("max_flat"), out)
         figures.update(_patch_grids(cfg, shards_dir, root / "raw", out, rng, kept_p, dropped_p))
-        tiled = {r["source_key"] for r in kept_p}
-        overlay = _flat_overlays(decisions, root / "raw", params, out, rng, tiled) if decisions else None
+        tiled = pc.unique(kept_p.column("source_key")) if "source_key" in kept_p.column_names else pa.array([], pa.string())
+        overlay = _flat_overlays(decisions, root / "raw", params, out, rng, tiled) if decisions.num_rows else None
         if overlay:
             figures["flat_overlays"] = overlay
     figures = {k: v for k, v in figures.items() if v is not None}
     stats_path = Path(sources["kept"]).parent / "filter_stats.json" if "kept" in sources else root / "filter_stats.json"
-    min_side = int(json.loads(stats_path.read_text()).get("min_side", 0)) if stats_path.exists() else 0
-    table_arrow = _arrow(table, ["key", "status", "width", "height", *METRICS]) if table else None
-    sections = build_sections(root, out, decisions, table_arrow, thresholds, min_side, kept_p, rng,
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    sections = build_sections(root, out, decisions, thresholds, stats, kept_p, rng,
                               SectionSettings(samples=cfg.samples, per_reason=cfg.per_reason, thumb=cfg.thumb,
                                               crop=cfg.crop))
     for warning in sections[2]:
@@ -266,8 +314,12 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     cfg = parse_config(ReportConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not Path(cfg.root).is_dir():  # a typo must not produce an empty report that looks like a result
+        print(f"curation.report: --root {cfg.root} is not a folder", file=sys.stderr)
+        raise SystemExit(2)
     try:
-        return build_report(cfg)
+        with exit_on_write_error("curation.report", cfg.out):
+            return build_report(cfg)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"curation.report: {exc}") from exc
 

@@ -168,8 +168,7 @@ def _stages(cfg: RunConfig, run: Path, scheduler: str, metrics: list[str]) -> di
     summary["ingest"] = {k: v.get("new_rows_by_status") for k, v in _ingest(cfg, run, scheduler).items()}
     _banner("score")
     rc = score.main(_cmd("curation.score", [str(run / "raw"), "--out", str(run / "scores"), "--metrics",
-                                            ",".join(metrics), "--min-side", str(cfg.min_side),
-                                            "--scheduler", scheduler]))
+                                            ",".join(metrics), "--scheduler", scheduler]))
     if rc:
         raise SystemExit(f"curation.run: curation.score failed (exit {rc}); rerun the same command to retry")
     _banner("filter")

@@ -1,13 +1,19 @@
 """``python -m curation.score raw/ --out scores/``: NIQE / BRISQUE / NIMA for every image of every raw shard.
 
-One Dask task per complete raw shard (``rawshards.list_complete_shards``), run by
+One Dask task per complete raw shard without a score table (``curation.layout.pending_scores``), run by
 :func:`curation.scoring.shard_task.score_shard`; metrics are built once per worker process and reused.
 Before any worker starts, the weight files of the requested metrics are checked
 (``curation.weights.require``); a missing file stops the run with a message naming it.
 
+Score measures, the filter decides: every decodable image gets its width, height and scores (no
+size or aspect rule here; those are ``curation.filter``'s), so re-filtering never needs a rescore.
+
 Resumable and idempotent: a shard whose ``scores/NNNNN.parquet`` exists is skipped; outputs are
 written atomically, so a worker killed mid-task leaves nothing behind and Dask reruns the task
-(``--retries``). Prints a progress bar over shards, the dashboard address and a final summary;
+(``--retries``). The output folder is a stage folder (``common.stagefolder``): metrics, weight
+hashes and ``--max-pixels`` are recorded in ``_stage.json``; a rerun with others exits 2 naming
+them unless ``--overwrite`` (which deletes the score tables); a second concurrent run exits 2 naming
+the holder. Prints a progress bar over shards, the dashboard address and a final summary;
 ``scores/_summary.json`` records the last run.
 """
 
@@ -29,13 +35,14 @@ from tqdm import tqdm
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS
-from curation.cluster import dask_client
-from curation.rawshards import list_complete_shards
+from common.outputerrors import exit_on_write_error
+from common.stagefolder import StageRefused, open_stage_folder, refuse_exit
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD, dask_client
+from curation.layout import list_raw_shards, pending_scores
 from curation.scoring.metrics import METRICS, parse_metrics, pyiqa_version
 from curation.scoring.shard_task import (
     ScoreSettings,
     ShardResult,
-    output_path,
     score_shard,
 )
 from curation.weights import MissingWeightsError, check, file_sha256, require
@@ -52,15 +59,17 @@ class ScoreConfig:
     metrics: str = field(default="niqe,brisque,nima", metadata={
         "help": "comma-separated metrics; e.g. niqe,brisque to run without NIMA weights"})
     device: str = field(default="auto", metadata={"help": "auto (cuda when this machine has one) | cpu | cuda (metrics run there inside each worker)"})
-    min_side: int = field(default=1024, metadata={"help": "images whose shorter side is below this get status too_small"})
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={
-        "help": "decompression-bomb guard: images with more pixels get status too_large (not decoded)"})
-    max_aspect: float = field(default=4.0, metadata={
-        "help": "images with long/short side ratio above this get status extreme_aspect (not scored)"})
+        "help": "decompression-bomb guard: images with more pixels get status too_large (not decoded); "
+                "size and aspect rules are curation.filter's"})
     nima_batch: int = field(default=16, metadata={"help": "images per NIMA forward pass"})
     scheduler: str | None = field(default=None, metadata={"help": "address of a running Dask scheduler (else a LocalCluster)"})
     workers: int = field(default=2, metadata={"help": "LocalCluster worker processes (1 thread each) when no --scheduler"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     retries: int = field(default=2, metadata={"help": "Dask retries per shard task (a killed worker is survived)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "when --out holds scores made with other settings (metrics, weights, --max-pixels): delete "
+                "them and rescore (default: refuse with exit code 2, naming each difference)"})
 
 
 @dataclass
@@ -93,8 +102,7 @@ class RunSummary:
 
 
 def build_settings(metrics: Sequence[str], weight_paths: dict[str, str], *, device: str = "cpu",
-                   min_side: int = 1024, max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = 4.0,
-                   nima_batch: int = 16) -> ScoreSettings:
+                   max_pixels: int = DEFAULT_MAX_PIXELS, nima_batch: int = 16) -> ScoreSettings:
     """Settings for the workers, with the run metadata (variants, versions, weight hashes) stored in outputs."""
     statuses = {s.metric: s for s in check(metrics)}
     meta = {"pyiqa_version": pyiqa_version(), "torch_version": torch.__version__, "metrics": {}}
@@ -106,8 +114,21 @@ def build_settings(metrics: Sequence[str], weight_paths: dict[str, str], *, devi
                               "weight_origin": st.origin, "weight_sha256": file_sha256(weight_paths[m]),
                               "test_only_weights": st.test_only}
     return ScoreSettings(metrics=tuple(metrics), weight_paths=tuple(sorted(weight_paths.items())), device=device,
-                         min_side=min_side, max_pixels=max_pixels, max_aspect=max_aspect, nima_batch=nima_batch,
-                         run_metadata=json.dumps(meta))
+                         max_pixels=max_pixels, nima_batch=nima_batch, run_metadata=json.dumps(meta))
+
+
+def stage_settings(settings: ScoreSettings) -> dict:
+    """What decides the score tables' content (recorded in ``scores/_stage.json``; not workers or device)."""
+    meta = json.loads(settings.run_metadata).get("metrics", {})
+    return {"metrics": list(settings.metrics), "max_pixels": settings.max_pixels,
+            "weights_sha256": {m: meta.get(m, {}).get("weight_sha256") for m in settings.metrics}}
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """``--overwrite``: delete the score tables and run records (called while holding the folder lock)."""
+    for pattern in ("[0-9]*.parquet", ".*.tmp", "_summary.json", "_score_config.yaml"):
+        for path in out_dir.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings, client: Client,
@@ -115,11 +136,11 @@ def score_raw(raw_dir: str | Path, out_dir: str | Path, settings: ScoreSettings,
     """Submit one task per complete raw shard without a score file; wait with a progress bar."""
     raw_dir, out_dir = Path(raw_dir).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    shards = list_complete_shards(raw_dir)
-    summary = RunSummary(shards_total=len(shards))
-    todo = [s for s in shards if not output_path(out_dir, s).exists()]
-    summary.shards_skipped = len(shards) - len(todo)
-    _LOG.info("%d complete raw shard(s); %d already scored, %d to score", len(shards), summary.shards_skipped, len(todo))
+    raw_ids = list_raw_shards(raw_dir)
+    summary = RunSummary(shards_total=len(raw_ids))
+    todo = [sid.name for sid in pending_scores(raw_ids, out_dir)]
+    summary.shards_skipped = len(raw_ids) - len(todo)
+    _LOG.info("%d complete raw shard(s); %d already scored, %d to score", len(raw_ids), summary.shards_skipped, len(todo))
     start = time.time()
     run_token = tokenize(str(out_dir), settings, time.time())  # distinct keys per run and output folder
     futures = {client.submit(score_shard, str(raw_dir), str(out_dir), s, settings, key=f"score-{s}-{run_token}",
@@ -165,15 +186,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         weight_paths = require(metrics)  # before any worker starts
     except MissingWeightsError as exc:
         raise SystemExit(f"error: missing metric weights\n{exc}") from exc
-    settings = build_settings(metrics, weight_paths, device=cfg.device, min_side=cfg.min_side,
-                              max_pixels=cfg.max_pixels, max_aspect=cfg.max_aspect, nima_batch=cfg.nima_batch)
+    settings = build_settings(metrics, weight_paths, device=cfg.device, max_pixels=cfg.max_pixels,
+                              nima_batch=cfg.nima_batch)
     out_dir = Path(cfg.out).resolve()
-    save_config(cfg, out_dir / "_score_config.yaml")
-    with dask_client(cfg.scheduler, cfg.workers) as client:
-        if cfg.scheduler:
-            print(f"Dask dashboard: {client.dashboard_link}", flush=True)
-        summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries)
-    _print_summary(summary, out_dir)
+    try:
+        with exit_on_write_error("curation.score", out_dir), \
+                open_stage_folder(out_dir, "score", stage_settings(settings), overwrite=cfg.overwrite,
+                                  clear=clear_outputs):
+            save_config(cfg, out_dir / "_score_config.yaml")  # only once the settings are known to apply
+            with dask_client(cfg.scheduler, cfg.workers, dashboard_address=cfg.dashboard_address) as client:
+                if cfg.scheduler:
+                    print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+                summary = score_raw(cfg.raw, out_dir, settings, client, retries=cfg.retries)
+            _print_summary(summary, out_dir)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
     return 1 if summary.shards_failed else 0
 
 

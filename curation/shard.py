@@ -5,28 +5,45 @@
 
 The plan (which image goes into which output shard) is computed up front and deterministically from
 kept.parquet; each output shard is one Dask task writing temp files, renaming them, and writing its
-completion marker last; ``manifest.json`` is written last of all. Rerunning after a crash or kill -9
-skips complete shards and redoes the others, giving the same set of patches. See docs/curation-shard.md.
+completion marker last; ``manifest.json`` (:class:`curation.layout.Manifest`) is written last of all.
+Rerunning after a crash or kill -9 skips complete shards and redoes the others, giving the same set of
+patches. The folder is a stage folder (``common.stagefolder``): its settings (tiling flags and the
+kept rows' fingerprint) are recorded; a rerun with others exits 2 naming them unless ``--overwrite``;
+a second concurrent run exits 2 naming the holder. See docs/curation-shard.md.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from common.atomic import atomic_write_json
 from common.cliconfig import parse_config, save_config
+from common.imagedecode import DEFAULT_MAX_PIXELS
+from common.outputerrors import exit_on_write_error
+from common.stagefolder import StageRefused, open_stage_folder, refuse_exit
+from curation.cluster import DASHBOARD_HELP, DEFAULT_DASHBOARD
+from curation.layout import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestShard,
+    ShardId,
+    pending_patches,
+)
 from curation.sharding import flat
 from curation.sharding import plan as shardplan
-from curation.sharding.write import TileParams, publish_json, read_marker, write_shard
+from curation.sharding.write import TileParams, read_marker, write_shard
 
 _LOG = logging.getLogger("curation.shard")
+STAGE = "shard"
 PLAN_NAME = "plan.json"
 PLAN_TABLE = "plan.parquet"
-MANIFEST_NAME = "manifest.json"
+CONFIG_NAME = "shard_config.yaml"
 
 
 @dataclass
@@ -49,7 +66,11 @@ class ShardConfig:
     png_level: int = field(default=3, metadata={"help": "PNG (zlib) compression level 0-9; lossless at every level (default 3)"})
     scheduler: str | None = field(default=None, metadata={"help": "Dask scheduler address; default: a LocalCluster"})
     workers: int = field(default=2, metadata={"help": "LocalCluster worker processes; 0 runs in this process without Dask (default 2)"})
+    dashboard_address: str = field(default=DEFAULT_DASHBOARD, metadata={"help": DASHBOARD_HELP})
     log_level: str = field(default="INFO", metadata={"help": "logging level (default INFO)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "when --out was written with other settings or another kept.parquet: delete its shards, plan "
+                "and manifest and start again (default: refuse with exit code 2, naming each difference)"})
 
 
 def _validate(cfg: ShardConfig) -> None:
@@ -76,37 +97,56 @@ def build_plan(cfg: ShardConfig) -> shardplan.Plan:
     return shardplan.make_plan(rows, cfg.patch, shardplan.parse_size(cfg.shard_size), cfg.bytes_per_pixel, params)
 
 
+def stage_settings(cfg: ShardConfig, plan: shardplan.Plan, max_pixels: int) -> dict:
+    """What decides the folder's content: the kept rows and every tiling / sizing flag."""
+    return {**asdict(tile_params(cfg)), "shard_size": shardplan.parse_size(cfg.shard_size),
+            "bytes_per_pixel": cfg.bytes_per_pixel, "max_pixels": max_pixels,
+            "kept_rows": shardplan.content_fingerprint(plan.table), "kept_images": plan.table.num_rows}
+
+
+def clear_outputs(out: Path) -> None:
+    """``--overwrite``: remove this stage's outputs (called while holding the folder lock)."""
+    for pattern in ("patches-*", "dropped-*", ".*.tmp", PLAN_NAME, PLAN_TABLE, MANIFEST_NAME, CONFIG_NAME):
+        for path in out.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
 def _check_or_save_plan(out: Path, plan: shardplan.Plan) -> None:
     """The first run saves the plan; later runs must recompute the identical plan (same inputs and flags).
 
     plan.parquet (the rows each task reads) is written before plan.json, which marks the plan as saved.
+    The stage record already refuses other settings; this catches folders written before it existed.
     """
     path = out / PLAN_NAME
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("fingerprint") != plan.fingerprint:
-            raise SystemExit(f"{out} holds shards planned from a different kept.parquet or different flags "
-                             f"(plan fingerprint {old.get('fingerprint', '?')[:12]} != {plan.fingerprint[:12]}); "
-                             "use a fresh --out folder")
+            raise StageRefused(f"{out} holds shards planned from a different kept.parquet or different flags "
+                               f"(plan fingerprint {old.get('fingerprint', '?')[:12]} != {plan.fingerprint[:12]}); "
+                               "use a fresh --out folder or pass --overwrite")
         if (out / PLAN_TABLE).exists():
             return
     shardplan.write_plan_table(plan, out / PLAN_TABLE)
-    publish_json(path, plan.summary())
+    atomic_write_json(path, plan.summary())
 
 
 def _clean_temps(out: Path) -> None:
+    """Temp files of a killed earlier run (only called while holding the folder lock: none is live)."""
     for tmp in out.glob(".*.tmp"):
         _LOG.info("removing leftover temp file %s from an interrupted run", tmp.name)
         tmp.unlink(missing_ok=True)
 
 
-def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> None:
+def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int], max_pixels: int) -> None:
     params, out = tile_params(cfg), str(Path(cfg.out).resolve())
     raw, plan_path = str(Path(cfg.raw).resolve()), str(Path(out) / PLAN_TABLE)
     bar = tqdm(total=len(pending), desc="shards", unit="shard")
     if cfg.workers == 0 and not cfg.scheduler:
         for i in pending:
-            write_shard(i, plan_path, raw, out, params)
+            write_shard(i, plan_path, raw, out, params, max_pixels)
             bar.update(1)
         bar.close()
         return
@@ -116,8 +156,8 @@ def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> 
 
     if cfg.log_level.upper() != "DEBUG":  # Dask's INFO chatter (set when distributed is imported) hides ours
         logging.getLogger("distributed").setLevel(logging.WARNING)
-    with dask_client(cfg.scheduler, max(cfg.workers, 1)) as client:
-        futures = [client.submit(write_shard, i, plan_path, raw, out, params,
+    with dask_client(cfg.scheduler, max(cfg.workers, 1), dashboard_address=cfg.dashboard_address) as client:
+        futures = [client.submit(write_shard, i, plan_path, raw, out, params, max_pixels,
                                  key=f"write-shard-{plan.fingerprint[:10]}-{i}", pure=False)
                    for i in pending]
         for fut in as_completed(futures):
@@ -127,49 +167,51 @@ def _run_pending(cfg: ShardConfig, plan: shardplan.Plan, pending: list[int]) -> 
     bar.close()
 
 
-def write_manifest(out: Path, plan: shardplan.Plan, patch: int) -> dict:
+def write_manifest(out: Path, plan: shardplan.Plan, patch: int) -> Manifest:
     """Collect every shard's marker into manifest.json (deterministic content; written last of all)."""
     records = []
     for i in range(plan.n_shards):
         rec = read_marker(out, i)
         if rec is None:
-            raise RuntimeError(f"shard {i} has no completion marker; cannot write the manifest")
+            raise RuntimeError(f"shard {ShardId.patches(i)} has no completion marker; cannot write the manifest")
         records.append(rec)
-    errors = [e for r in records for e in r["errors"]]
-    manifest = {
-        "shards": [{"name": r["name"], "samples": r["samples"], "bytes": r["bytes"]} for r in records],
-        "total_samples": sum(r["samples"] for r in records),
-        "patch_size": patch,
-        "images_tiled": sum(r["images"] for r in records),
-        "tiles_total": sum(r["tiles_total"] for r in records),
-        "tiles_dropped_flat": sum(r["dropped_flat"] for r in records),
-        "image_errors": errors,
-        "duplicates": plan.duplicates,
-        "too_small": plan.too_small,
-        "plan_fingerprint": plan.fingerprint,
-    }
-    publish_json(out / MANIFEST_NAME, manifest)
+    manifest = Manifest(
+        shards=[ManifestShard(name=r["name"], samples=r["samples"], bytes=r["bytes"]) for r in records],
+        total_samples=sum(r["samples"] for r in records),
+        patch_size=patch,
+        images_tiled=sum(r["images"] for r in records),
+        tiles_total=sum(r["tiles_total"] for r in records),
+        tiles_dropped_flat=sum(r["dropped_flat"] for r in records),
+        image_errors=[e for r in records for e in r["errors"]],
+        duplicates=plan.duplicates,
+        too_small=plan.too_small,
+        plan_fingerprint=plan.fingerprint,
+    )
+    manifest.write(out)
     return manifest
 
 
 def run(cfg: ShardConfig) -> dict:
-    """Plan, write every missing shard, then the manifest; returns the manifest."""
+    """Plan, write every missing shard, then the manifest; returns the manifest as a dict."""
     _validate(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     plan = build_plan(cfg)
-    _check_or_save_plan(out, plan)
-    save_config(cfg, out / "shard_config.yaml")
-    _clean_temps(out)
-    pending = [i for i in range(plan.n_shards) if read_marker(out, i) is None]
-    _LOG.info("%d image(s) in %d shard(s) (%d already complete); %d duplicate(s), %d smaller than one patch",
-              plan.table.num_rows, plan.n_shards, plan.n_shards - len(pending), len(plan.duplicates), len(plan.too_small))
-    if pending:
-        _run_pending(cfg, plan, pending)
-    manifest = write_manifest(out, plan, cfg.patch)
+    max_pixels = shardplan.kept_max_pixels(cfg.kept) or DEFAULT_MAX_PIXELS
+    with open_stage_folder(out, STAGE, stage_settings(cfg, plan, max_pixels), overwrite=cfg.overwrite,
+                           clear=clear_outputs):
+        _check_or_save_plan(out, plan)
+        save_config(cfg, out / CONFIG_NAME)
+        _clean_temps(out)
+        pending = [sid.index for sid in pending_patches(out, plan.n_shards)]
+        _LOG.info("%d image(s) in %d shard(s) (%d already complete); %d duplicate(s), %d smaller than one patch",
+                  plan.table.num_rows, plan.n_shards, plan.n_shards - len(pending), len(plan.duplicates),
+                  len(plan.too_small))
+        if pending:
+            _run_pending(cfg, plan, pending, max_pixels)
+        manifest = write_manifest(out, plan, cfg.patch)
     _LOG.info("wrote %d patch(es) in %d shard(s); %d tile(s) dropped as flat; %d image error(s)",
-              manifest["total_samples"], len(manifest["shards"]), manifest["tiles_dropped_flat"], len(manifest["image_errors"]))
-    return manifest
+              manifest.total_samples, len(manifest.shards), manifest.tiles_dropped_flat, len(manifest.image_errors))
+    return manifest.to_dict()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -177,7 +219,10 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return run(cfg)
+        with exit_on_write_error("curation.shard", cfg.out):
+            return run(cfg)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"curation.shard: {exc}") from exc
 

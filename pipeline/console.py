@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "dynet-make-lists": "training.make_lists",
     "dynet-epoch-chg": "training.epoch_chg",
     "dynet-vgg-weights": "training.vgg_weights",
+    "dynet-prepare-data": "training.prepare_data",
     "dynet-restore": "dynet_model.restore",
     "dynet-profile": "dynet_model.profile",
     "dynet-demo": "pipeline.demo",
@@ -70,6 +71,7 @@ train_dsrir = _command("training.train_dsrir")
 make_lists = _command("training.make_lists")
 epoch_chg = _command("training.epoch_chg")
 vgg_weights = _command("training.vgg_weights")
+prepare_data = _command("training.prepare_data")
 restore = _command("dynet_model.restore")
 profile = _command("dynet_model.profile")
 demo = _command("pipeline.demo")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config
+from curation.thresholds import DEFAULT_THRESHOLDS
 from pipeline import demo_data
 from pipeline.demo_stages import (
     DemoContext,
@@ -60,10 +61,10 @@ class PipelineConfig:
                                                       "shard (default 2)"})
     sample: str = field(default="full", metadata={"help": "full: 4 served + 2 ingested + 2 held-out photographs; "
                                                           "small: 2 + 1 + 1 (the CI setting) (default full)"})
-    min_side: int = field(default=256, metadata={"help": "minimum image side for download / score / filter; reduced "
+    min_side: int = field(default=256, metadata={"help": "minimum image side for download / filter; reduced "
                                                          "from the real 1024 because the sample photos are small "
                                                          "(default 256)"})
-    thresholds: str = field(default="niqe=6,brisque=45,nima=4.5", metadata={
+    thresholds: str = field(default=str(DEFAULT_THRESHOLDS), metadata={
         "help": "filter thresholds; metrics that were not scored are left out (default: the documented real "
                 "defaults niqe=6,brisque=45,nima=4.5; on the full sample they drop 3 of the 6 photographs)"})
     patch: int = field(default=128, metadata={"help": "patch side for curation.shard; reduced from the real 512 for "

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from curation.layout import METRIC_COLUMNS
+from curation.thresholds import Thresholds
 from pipeline import demo_data
 from pipeline.httpserve import serve_folder
 
@@ -83,7 +85,8 @@ def stage_download(ctx: DemoContext) -> dict:
         argv = _cmd("curation.download", [
             "--urls", str(urls), "--out", str(ctx.p("raw")), "--min-side", str(ctx.min_side),
             "--workers", str(ctx.workers), "--thread-count", "4", "--timeout", "10", "--slice-size", "100",
-            "--encode-format", "png", "--encode-quality", "3", "--slice-timeout", "300"])
+            "--encode-format", "png", "--encode-quality", "3", "--slice-timeout", "300",
+            "--allow-private-addresses"])  # the demo's server is on loopback, refused by default
         summary = download.main(argv)
     if summary.get("failed_slices"):
         raise RuntimeError(f"download slices failed: {summary['failed_slices']}")
@@ -103,19 +106,19 @@ def stage_ingest(ctx: DemoContext) -> dict:
 def stage_weights(ctx: DemoContext) -> dict:
     from curation import weights
 
-    argv = _cmd("curation.weights", ["check", "--metrics", "niqe,brisque,nima"])
+    argv = _cmd("curation.weights", ["check", "--metrics", ",".join(METRIC_COLUMNS)])
     rc = weights.main(argv)
-    statuses = weights.check(["niqe", "brisque", "nima"])
+    statuses = weights.check(list(METRIC_COLUMNS))
     present = [s.metric for s in statuses if s.present and not s.test_only]
     for s in statuses:
         if s.present and s.test_only:
             print(f"-> {s.metric}: the installed weights are TEST-ONLY ({s.path}); not used by the demo")
-    missing = [m for m in ("niqe", "brisque", "nima") if m not in present]
+    missing = [m for m in METRIC_COLUMNS if m not in present]
     if missing:
         print(f"-> metric weights missing for {', '.join(missing)}: the demo scores with the smaller metric set "
               f"--metrics {','.join(present)} (no score is invented for the missing metric)")
     else:
-        print("-> all metric weights present: scoring with niqe,brisque,nima")
+        print(f"-> all metric weights present: scoring with {','.join(METRIC_COLUMNS)}")
     return {"argv": argv, "artefacts": {}, "info": {"exit_code": rc, "metrics": present, "missing": missing}}
 
 
@@ -123,7 +126,7 @@ def stage_score(ctx: DemoContext, metrics: list[str]) -> dict:
     from curation import score
 
     argv = _cmd("curation.score", [str(ctx.p("raw")), "--out", str(ctx.p("scores")), "--metrics", ",".join(metrics),
-                                   "--min-side", str(ctx.min_side), "--workers", str(ctx.workers)])
+                                   "--workers", str(ctx.workers)])  # score measures; the filter applies --min-side
     rc = score.main(argv)
     if rc != 0:
         raise RuntimeError(f"curation.score exited with {rc} (see its log above)")
@@ -137,9 +140,8 @@ def stage_score(ctx: DemoContext, metrics: list[str]) -> dict:
 
 
 def thresholds_for(thresholds: str, metrics: list[str]) -> str:
-    """The demo thresholds restricted to the metrics that were scored."""
-    parts = [t for t in thresholds.split(",") if t.split("=", 1)[0].strip() in metrics]
-    return ",".join(parts)
+    """The demo thresholds restricted to the metrics that were scored (the filter's threshold syntax)."""
+    return str(Thresholds.parse(thresholds).only(metrics))
 
 
 def stage_filter(ctx: DemoContext, metrics: list[str]) -> dict:

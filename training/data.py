@@ -5,6 +5,11 @@ Shards are the curation contract (``patches-NNNNNN.tar`` with ``KEY.png`` + ``KE
 fsspec URL), a manifest path, brace patterns (``shards/patches-{000000..000099}.tar``), ``pipe:``
 commands, http(s) and fsspec URLs (``s3://…``, ``gs://…``, ``memory://…``).
 
+Local shards are checked before training: a path that does not exist, a glob (``shards/*.tar``) that
+matches nothing or a folder without ``manifest.json`` raises :class:`ShardsNotFound` naming it. A
+resampled stream that draws ``max_empty_shards`` shards in a row without one usable sample (every
+shard unreadable) raises :class:`EmptyStreamError` instead of spinning forever.
+
 Determinism: every random choice is drawn from generators seeded by
 ``(seed, rank, worker, stream_start[, sample index])`` where ``stream_start`` is the training step
 the stream was (re)started at — the loop restarts the stream at every checkpoint, which makes
@@ -14,8 +19,9 @@ the stream was (re)started at — the loop restarts the stream at every checkpoi
 from __future__ import annotations
 
 import functools
-import json
+import glob
 import logging
+import os
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,25 +35,43 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from common.pngcodec import decode_png
+from curation.layout import MANIFEST_NAME, Manifest
 from training.degrade import DegradeConfig, corrupt
 
 log = logging.getLogger(__name__)
 _GOPEN_SCHEMES = ("", "file", "pipe", "http", "https")
 
 
+class ShardsNotFound(ValueError):
+    """``--shards`` names nothing readable: a missing path, an empty glob, a folder without manifest.json."""
+
+
+class EmptyStreamError(RuntimeError):
+    """The shard stream produced no usable sample for too many shards in a row."""
+
+
+MAX_EMPTY_SHARDS = 200  # shards drawn in a row without one usable sample before the stream gives up
+
+
 @dataclass
 class ShardSet:
     urls: list[str]
     total_samples: int | None  # from manifest.json when there is one
+    patch_size: int | None = None  # from manifest.json (the smallest, over several manifests)
+
+
+class CropTooLarge(ValueError):
+    """``--crop`` larger than the patches: the stream would never yield a sample."""
+
+
+def check_crop(shards: ShardSet, crop: int, flag: str = "--crop") -> None:
+    """Refuse at start-up a crop the patches cannot provide (known from the manifest's patch size)."""
+    if shards.patch_size is not None and crop > shards.patch_size:
+        raise CropTooLarge(f"{flag} {crop} is larger than the {shards.patch_size}-px patches of these shards "
+                           f"(manifest patch_size); use {flag} <= {shards.patch_size} or shards cut with a larger --patch")
 
 
 # ---- shard resolution and opening -------------------------------------------------------------
-
-def _read_manifest(url: str) -> dict:
-    import fsspec
-
-    with fsspec.open(url, "rt") as fh:
-        return json.load(fh)
 
 
 def _is_dir_like(spec: str) -> bool:
@@ -64,24 +88,64 @@ def _is_dir_like(spec: str) -> bool:
         return False
 
 
+def _local_path(url: str) -> str | None:
+    """The file path of a local shard URL (plain path or file://), None for pipe:/remote URLs."""
+    if url.startswith("pipe:"):
+        return None
+    parts = urlparse(url)
+    return parts.path if parts.scheme == "file" else (url if parts.scheme == "" else None)
+
+
+def _expand_pattern(spec: str) -> list[str]:
+    """Brace patterns, then (local paths only) shell globs, sorted; a glob matching nothing is an error."""
+    urls = []
+    for url in expand_urls(spec):
+        path = _local_path(url)
+        if path is not None and glob.has_magic(path):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise ShardsNotFound(f"--shards {spec}: the pattern {path} matches no file")
+            urls += matches
+        else:
+            urls.append(url)
+    return urls
+
+
+def _check_local(urls: list[str], specs: list[str]) -> None:
+    missing = [u for u in urls if (p := _local_path(u)) is not None and not os.path.isfile(p)]
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise ShardsNotFound(f"--shards {' '.join(specs)}: no such shard file: {', '.join(missing[:3])}{more}")
+
+
 def resolve_shards(specs: str | Iterable[str]) -> ShardSet:
-    """Expand ``--shards`` values into a list of shard URLs (+ the manifest's sample count)."""
+    """Expand ``--shards`` values into a list of shard URLs (+ the manifest's sample count).
+
+    Raises :class:`ShardsNotFound` when a local shard is missing, so a typo stops before training.
+    """
     specs = [specs] if isinstance(specs, str) else list(specs)
     urls: list[str] = []
     total: int | None = 0
+    patch_sizes: list[int] = []
     for spec in specs:
-        if spec.endswith("manifest.json") or _is_dir_like(spec):
-            manifest_url = spec if spec.endswith("manifest.json") else spec.rstrip("/") + "/manifest.json"
+        if spec.endswith(MANIFEST_NAME) or _is_dir_like(spec):
+            manifest_url = spec if spec.endswith(MANIFEST_NAME) else spec.rstrip("/") + "/" + MANIFEST_NAME
             base = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
-            manifest = _read_manifest(manifest_url)
-            urls += [f"{base}/{s['name']}" for s in manifest["shards"]]
-            total = None if total is None else total + int(manifest.get("total_samples", 0))
+            local = _local_path(manifest_url)
+            if local is not None and not os.path.isfile(local):
+                raise ShardsNotFound(f"--shards {spec}: {local} does not exist (a folder needs the manifest.json "
+                                     "that curation.shard writes; or give a shard pattern)")
+            manifest = Manifest.read(manifest_url)  # the curation contract (curation.layout)
+            urls += manifest.shard_urls(base)
+            total = None if total is None else total + manifest.total_samples
+            patch_sizes.append(manifest.patch_size)
         else:
-            urls += expand_urls(spec)
+            urls += _expand_pattern(spec)
             total = None
     if not urls:
-        raise ValueError(f"no shards found in {specs}")
-    return ShardSet(urls=urls, total_samples=total)
+        raise ShardsNotFound(f"no shards found in {specs}")
+    _check_local(urls, specs)
+    return ShardSet(urls=urls, total_samples=total, patch_size=min(patch_sizes) if patch_sizes else None)
 
 
 def open_shards(sources: Iterable[dict], handler) -> Iterator[dict]:
@@ -150,6 +214,7 @@ class ShardSource(torch.utils.data.IterableDataset):
     world_size: int = 1
     stream_start: int = 0
     resampled: bool = True
+    progress: StreamProgress | None = None
 
     def __iter__(self) -> Iterator[dict]:
         worker, num_workers = _worker()
@@ -159,7 +224,29 @@ class ShardSource(torch.utils.data.IterableDataset):
             return
         rng = random.Random(f"{self.seed}-{self.rank}-{worker}-{self.stream_start}-shards")
         while True:
+            if self.progress is not None:
+                self.progress.drawn()
             yield {"url": rng.choice(mine)}
+
+
+class StreamProgress:
+    """Shards drawn since the last usable sample; past ``limit`` the stream stops with EmptyStreamError.
+
+    Shared by :class:`ShardSource` (counts draws) and :class:`MakePair` (resets on each good sample);
+    both run in the same DataLoader worker. ``limit`` includes the shuffle buffer's initial fill.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.since = limit, 0
+
+    def drawn(self) -> None:
+        self.since += 1
+        if self.since > self.limit:
+            raise EmptyStreamError(f"{self.limit} shards drawn in a row without one usable sample: every shard "
+                                   "is missing, unreadable or holds no decodable patch (see the warnings above)")
+
+    def produced(self) -> None:
+        self.since = 0
 
 
 @dataclass
@@ -202,6 +289,7 @@ class MakePair:
     seed: int = 0
     rank: int = 0
     stream_start: int = 0
+    progress: StreamProgress | None = None
 
     def __call__(self, src: Iterator[dict]) -> Iterator[dict]:
         worker, _ = _worker()
@@ -212,6 +300,8 @@ class MakePair:
                 rng = sample_rng(self.seed, self.rank, worker, self.stream_start, index)
                 gt = random_crop_aug(decode_png(sample["png"]), self.crop, rng, self.augment)
                 c = corrupt(gt, rng, self.degrade)
+                if self.progress is not None:
+                    self.progress.produced()
                 yield {"gt": gt, "lq": c.lq, "kind": c.kind, "key": sample["__key__"]}
             except Exception as exn:  # noqa: BLE001 - counted by the handler
                 exn.args = exn.args + (sample.get("__key__"), sample.get("__url__"))
@@ -242,13 +332,16 @@ class Batcher:
 
 def build_pipeline(urls: list[str], *, crop: int, batch_size: int, degrade: DegradeConfig, seed: int = 0,
                    rank: int = 0, world_size: int = 1, stream_start: int = 0, resampled: bool = True,
-                   shuffle_buffer: int = 1000, augment: bool = True) -> wds.DataPipeline:
+                   shuffle_buffer: int = 1000, augment: bool = True,
+                   max_empty_shards: int = MAX_EMPTY_SHARDS) -> wds.DataPipeline:
     degrade.validate(crop)
     shard_errors, sample_errors = CountingHandler("shard"), CountingHandler("sample")
     keyed = {"seed": seed, "rank": rank, "stream_start": stream_start}
+    initial = min(shuffle_buffer, max(1, shuffle_buffer // 4))
+    progress = StreamProgress(max_empty_shards + initial)  # the shuffle fill draws up to `initial` shards first
     return wds.DataPipeline(
         # shard URLs for this rank + worker (disjoint split), resampled forever with a seeded RNG
-        ShardSource(urls, world_size=world_size, resampled=resampled, **keyed),
+        ShardSource(urls, world_size=world_size, resampled=resampled, progress=progress, **keyed),
         # open each URL: local path, pipe:, http(s) via gopen; any other scheme via fsspec
         functools.partial(open_shards, handler=shard_errors),
         # tar stream → files; a truncated/corrupt tar is counted and the next shard read
@@ -256,9 +349,9 @@ def build_pipeline(urls: list[str], *, crop: int, batch_size: int, degrade: Degr
         # files → samples grouped by key (KEY.png + KEY.json)
         functools.partial(group_by_keys, handler=shard_errors),
         # sample-level shuffle buffer (seeded per rank + worker + stream start)
-        SeededShuffle(shuffle_buffer, min(shuffle_buffer, max(1, shuffle_buffer // 4)), **keyed),
+        SeededShuffle(shuffle_buffer, initial, **keyed),
         # decode PNG → uint8, random crop + flips/rotations, corrupt (50 % degraded + 30 % masked)
-        MakePair(crop=crop, degrade=degrade, handler=sample_errors, augment=augment, **keyed),
+        MakePair(crop=crop, degrade=degrade, handler=sample_errors, augment=augment, progress=progress, **keyed),
         # uint8 batches; carries the number of samples skipped since the previous batch
         Batcher(batch_size, (shard_errors, sample_errors)),
     )
@@ -300,7 +393,9 @@ def load_val_set(specs: str | Iterable[str], *, count: int, crop: int, degrade: 
     """First ``count`` decodable samples of the held-out shards: centre crops, corrupted deterministically."""
     degrade.validate(crop)
     handler = CountingHandler("validation sample")
-    samples = group_by_keys(tar_file_expander(open_shards(({"url": u} for u in resolve_shards(specs).urls),
+    shard_set = resolve_shards(specs)
+    check_crop(shard_set, crop)
+    samples = group_by_keys(tar_file_expander(open_shards(({"url": u} for u in shard_set.urls),
                                                           handler), handler=handler), handler=handler)
     lq, gt = [], []
     for sample in samples:

@@ -5,6 +5,8 @@
     python -m training.evaluate --model identity --rain100l ...          # the degraded-input floor
     python -m training.evaluate --official-checkpoint model.ckpt --arch promptir --bsd68 ...
     python -m training.evaluate --checkpoint x.safetensors --sweep-depths 1,1,1,1 2,3,3,4 4,6,6,8 ...
+    python -m training.evaluate --benchmark 5task --checkpoint x.safetensors --sots ... --rain100l ... \
+        --bsd68 ... --gopro test/deblur/gopro --lol test/lowlight/lol     # the 5-task table
 
 See docs/training-finetune-evaluate.md and training/protocols.py for the exact protocol.
 """
@@ -26,7 +28,7 @@ from common.cliconfig import parse_config
 from training import restoration_data as rd
 from training.evaluation import report as eval_report
 from training.evaluation.metrics import mean_or_nan, score_pair, to_float01
-from training.evaluation.protocols import Protocol, get_protocol
+from training.evaluation.protocols import Protocol, get_benchmark, get_protocol
 from training.evaluation.restorers import Restorer, load_restorer
 
 log = logging.getLogger("training.evaluate")
@@ -44,7 +46,10 @@ class EvalConfig:
     urban100: str | None = field(default=None, metadata={"help": "folder of clean Urban100 images (denoise, reported beside Table 1)"})
     rain100l: str | None = field(default=None, metadata={"help": "Rain100L test folder: {input,target} (same names or rain-N/norain-N) or {rain,norain}"})
     sots: str | None = field(default=None, metadata={"help": "SOTS outdoor test folder: {input/ID_*.jpg, target/ID.png}"})
-    sigmas: list[int] = field(default_factory=lambda: [15, 25, 50], metadata={"help": "denoise noise levels"})
+    gopro: str | None = field(default=None, metadata={"help": "GoPro test folder (5-task deblur): {input,target} or {blur,sharp}, same file names"})
+    lol: str | None = field(default=None, metadata={"help": "LOL-v1 test folder (5-task low-light): {input,target}, {low,high} or {low,gt}, same file names"})
+    benchmark: str = field(default="3task", metadata={"help": "table to report and average: 3task (Table 1: SOTS, Rain100L, BSD68 sigma 15/25/50) | 5task (SOTS, Rain100L, BSD68 sigma 25, GoPro, LOL)"})
+    sigmas: list[int] | None = field(default=None, metadata={"help": "denoise noise levels (default: the benchmark's, 15 25 50 for 3task, 25 for 5task)"})
     protocol: str = field(default="dynet", metadata={"help": "scoring convention: dynet (DyNet/PromptIR, RGB, crop x16) | dsrir (Rain100L on Y, crop x8)"})
     noise_seed: int = field(default=0, metadata={"help": "seed of the denoise test noise (official: 0)"})
     noise_seeding: str = field(default="per-sigma", metadata={"help": "per-sigma: np.random.seed(noise_seed) afresh for every (set, sigma); stream: seeded once, sigmas drawn one after another (what the official test.py process does)"})
@@ -53,6 +58,7 @@ class EvalConfig:
     save_images: str | None = field(default=None, metadata={"help": "write restored PNGs to DIR/<model>/<column>/<name>.png"})
     json: str | None = field(default=None, metadata={"help": "write results (per image + means) as JSON here, and the markdown table beside it (.md)"})
     sweep_depths: list[str] | None = field(default=None, metadata={"help": "DyNet reuse vectors ('2,3,3,4' or s/l) to evaluate in turn: PSNR-vs-latency table + PNG plot"})
+    table_from: list[str] | None = field(default=None, metadata={"help": "merge earlier --json results (one row each, named by file stem) into one --benchmark table; no model is run"})
     sweep_plot: str | None = field(default=None, metadata={"help": "PNG path for the sweep plot (default: beside --json, else sweep_depths.png)"})
 
 
@@ -64,7 +70,8 @@ class TestSets:
 
 
 def collect_test_sets(*, bsd68: str | None, urban100: str | None, rain100l: str | None,
-                      sots: str | None, max_images: int | None = None) -> TestSets:
+                      sots: str | None, max_images: int | None = None, gopro: str | None = None,
+                      lol: str | None = None) -> TestSets:
     """List and validate every given set up front (raises DatasetLayoutError with a clear message)."""
     cut = (lambda xs: xs[:max_images]) if max_images else (lambda xs: xs)
     denoise = {name: cut(rd.list_images(p, what=f"{name} (--{name.lower()})"))
@@ -74,8 +81,12 @@ def collect_test_sets(*, bsd68: str | None, urban100: str | None, rain100l: str 
         pairs["SOTS"] = ("dehaze", cut(rd.list_dehaze_pairs(sots, what="SOTS (--sots)")))
     if rain100l:
         pairs["Rain100L"] = ("derain", cut(rd.list_derain_pairs(rain100l, what="Rain100L (--rain100l)")))
+    for column, task, folder in (("GoPro", "deblur", gopro), ("LOL", "lowlight", lol)):
+        if folder:
+            pairs[column] = (task, cut(rd.list_same_name_pairs(folder, rd.TASK_PAIR_DIRS[task],
+                                                                what=f"{column} (--{column.lower()})")))
     if not denoise and not pairs:
-        raise rd.DatasetLayoutError("no test set given: pass at least one of --sots --rain100l --bsd68 --urban100")
+        raise rd.DatasetLayoutError("no test set given: pass at least one of --sots --rain100l --bsd68 --urban100 --gopro --lol")
     return TestSets(denoise=denoise, pairs=pairs)
 
 
@@ -121,7 +132,7 @@ def score_column(restorer: Restorer, items, *, column: str, y_channel: bool, dev
 
 def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: list[int],
              noise_seed: int = 0, noise_seeding: str = "per-sigma", device: str = "cpu",
-             save_images: str | None = None, warmup: bool = True) -> dict:
+             save_images: str | None = None, warmup: bool = True, benchmark: str = "3task") -> dict:
     """All columns for one restorer. Column names: 'SOTS', 'Rain100L', 'BSD68 σ15', ..."""
     if noise_seeding not in ("per-sigma", "stream"):
         raise ValueError(f"--noise-seeding must be per-sigma or stream, got {noise_seeding!r}")
@@ -144,17 +155,36 @@ def evaluate(restorer: Restorer, sets: TestSets, *, protocol: Protocol, sigmas: 
             "reuse": list(restorer.reuse) if restorer.reuse else None,
             "protocol": protocol.name, "protocol_description": protocol.description,
             "noise_seed": noise_seed, "noise_seeding": noise_seeding,
-            "columns": columns, "table1_average": eval_report.table1_average(columns)}
+            "columns": columns, "table1_average": eval_report.table1_average(columns),
+            "benchmark": benchmark,
+            "benchmark_average": eval_report.table1_average(columns, get_benchmark(benchmark).columns)}
+
+
+def _merged_table(cfg: EvalConfig, bench) -> dict:
+    """One table from several result files (e.g. DyNet-S and -L rows, pre-trained vs from scratch)."""
+    runs = eval_report.load_runs(cfg.table_from)
+    for r in runs:
+        r["benchmark_average"] = eval_report.table1_average(r["columns"], bench.columns)
+    md = eval_report.table1_markdown(runs, bench.columns, "benchmark_average")
+    md += f"\nBenchmark: **{bench.name}** — {bench.description}"
+    print(md)
+    if cfg.json:
+        atomic_write_text(Path(cfg.json).with_suffix(".md"), md + "\n")
+        atomic_write_json(cfg.json, eval_report.json_safe({"table_from": cfg.table_from, "runs": runs}))
+    return {"runs": runs, "markdown": md}
 
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(EvalConfig, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    protocol = get_protocol(cfg.protocol)
+    protocol, bench = get_protocol(cfg.protocol), get_benchmark(cfg.benchmark)
+    cfg.sigmas = list(cfg.sigmas or bench.sigmas)
+    if cfg.table_from:
+        return _merged_table(cfg, bench)
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     sets = collect_test_sets(bsd68=cfg.bsd68, urban100=cfg.urban100, rain100l=cfg.rain100l,
-                             sots=cfg.sots, max_images=cfg.max_images)
+                             sots=cfg.sots, max_images=cfg.max_images, gopro=cfg.gopro, lol=cfg.lol)
     log.info("test sets: %s", ", ".join([f"{k} {len(v[1])} pairs" for k, v in sets.pairs.items()]
                                         + [f"{k} {len(v)} images x sigmas {list(cfg.sigmas)}" for k, v in sets.denoise.items()]))
     restorer = load_restorer(model=cfg.model, checkpoint=cfg.checkpoint,
@@ -162,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
                              variant=cfg.variant, device=cfg.device)
     log.info("model %s (arch %s); protocol %s", restorer.name, restorer.arch, protocol.name)
     kwargs = {"protocol": protocol, "sigmas": list(cfg.sigmas), "noise_seed": cfg.noise_seed,
-              "noise_seeding": cfg.noise_seeding, "device": cfg.device, "save_images": cfg.save_images}
+              "noise_seeding": cfg.noise_seeding, "device": cfg.device, "save_images": cfg.save_images,
+              "benchmark": bench.name}
     if cfg.sweep_depths:
         from dynet_model.variants import parse_reuse
         vectors = [tuple(parse_reuse(v)) for v in cfg.sweep_depths]
@@ -174,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
         log.info("sweep plot written to %s", plot)
     else:
         run = evaluate(restorer, sets, **kwargs)
-        md = eval_report.table1_markdown([run])
+        md = eval_report.table1_markdown([run], bench.columns, "benchmark_average")
+        md += f"\nBenchmark: **{bench.name}** — {bench.description}"
         result = {**run, "max_images": cfg.max_images}
     print(md)
     if cfg.json:

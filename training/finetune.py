@@ -2,12 +2,14 @@
 
     python -m training.finetune --init runs/pretrain/model_final.safetensors --out runs/ft \\
         --tasks denoise,derain,dehaze --denoise-dirs Train/Denoise --derain-dir Train/Derain \\
-        --dehaze-dir Train/Dehaze --variant dynamic
+        --dehaze-dir Train/Dehaze                     # official recipe: DyNet-L, official task mix, fp32
     python -m training.finetune ... --resume        # continue from the newest complete checkpoint
 
 Defaults follow the official recipe (AdamW 2e-4, L1 on the clamped output, patch 128, 7 non-identity
 flips/rotations, linear warm-up 15 epochs then cosine to 150, stopped at 120); ``--max-steps`` switches
-to a step-based schedule. See docs/training-finetune-evaluate.md.
+to a step-based schedule; ``--task-mix official`` (default) reproduces the official epoch composition
+(:mod:`training.task_mix`, recorded in ``OUT/epoch_composition.json``). See
+docs/training-finetune-evaluate.md and docs/reproduce-table1.md.
 """
 
 from __future__ import annotations
@@ -24,12 +26,9 @@ import torch.nn.functional as F
 from common.atomic import atomic_write_json
 from common.cliconfig import config_to_dict, parse_config, save_config
 from training import restoration_data as rd
+from training import task_mix
 from training.distributed import DistEnv, cleanup, init_distributed
-from training.finetune_schedule import (
-    Schedule,
-    epoch_samples_promptir,
-    resolve_schedule,
-)
+from training.finetune_schedule import Schedule, resolve_schedule
 from training.loop import LoopConfig, OptimConfig, StepResult, Trainer
 
 log = logging.getLogger("training.finetune")
@@ -42,21 +41,24 @@ class FinetuneConfig:
     init: str | None = field(default=None, metadata={"help": "initial weights: our .safetensors (pre-training model_final / any save_model file, or a checkpoints/step_N folder) or an official .ckpt (via the key map, see --arch); omitted = from scratch"})
     arch: str = field(default="dynet", metadata={"help": "dynet | promptir (for an official --init or a from-scratch run; ours carry their own config)"})
     tiny_model: bool = field(default=False, metadata={"flag": "--tiny", "aliases": ["--tiny-model"], "help": "use ModelConfig.tiny(arch) when training from scratch (smoke tests only)"})
-    tasks: list[str] = field(default_factory=lambda: ["denoise,derain,dehaze"], metadata={"help": "tasks to train, any subset of denoise derain dehaze (comma or space separated); sampled with equal probability"})
+    tasks: list[str] = field(default_factory=lambda: ["denoise,derain,dehaze"], metadata={"help": "tasks to train, any subset of denoise derain dehaze deblur lowlight (comma or space separated; all five = the 5-task benchmark)"})
+    task_mix: str = field(default="official", metadata={"help": "official: the official epoch (each sigma list = clean x3, Rain100L x120, OTS x1, GoPro x5, LOL x20, shuffled per epoch; 32.5/16.9/50.6 %% on the official 3-task sets) | uniform: task drawn uniformly per sample"})
     denoise_dirs: list[str] = field(default_factory=list, metadata={"help": "folders of clean images for denoise (e.g. BSD400 WED), searched recursively"})
     derain_dir: str | None = field(default=None, metadata={"help": "derain pairs: {rainy/rain-N, gt/norain-N} (PromptIR Train/Derain) or {input,target}"})
     dehaze_dir: str | None = field(default=None, metadata={"help": "dehaze pairs: {synthetic/partK/ID_*.jpg, original/ID.*} (RESIDE OTS) or {input,target}"})
+    deblur_dir: str | None = field(default=None, metadata={"help": "deblur pairs (5-task): {blur,sharp} or {input,target}, same file names (GoPro train)"})
+    lowlight_dir: str | None = field(default=None, metadata={"help": "low-light pairs (5-task): {low,gt}, {low,high} or {input,target}, same file names (LOL-v1 our485)"})
     sigmas: list[float] = field(default_factory=lambda: [15.0, 25.0, 50.0], metadata={"help": "denoise noise levels (one drawn per sample)"})
     patch_size: int = field(default=128, metadata={"flag": "--crop", "aliases": ["--patch-size"], "help": "training crop (patch) size"})
     batch_size: int = field(default=8, metadata={"help": "patches per step per process (official: 8 per GPU x 4 GPUs)"})
-    variant: str = field(default="dynamic", metadata={"help": "DyNet depth trained: s | l | dynamic (S or L drawn per step, as pre-training) | 'f1,f2,f3,f4'"})
+    variant: str = field(default="l", metadata={"help": "DyNet depth trained: l (official: train.py fine-tunes DyNet-L, test.py runs S from the same weights) | s | dynamic (S or L drawn per step, as pre-training: both depths see fine-tuning gradients) | 'f1,f2,f3,f4'"})
     lr: float = field(default=2e-4, metadata={"help": "AdamW peak learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (torch default, as the official optim.AdamW(lr=2e-4))"})
     min_lr: float = field(default=0.0, metadata={"help": "cosine floor"})
     epochs: int = field(default=150, metadata={"help": "schedule length in epochs (cosine reaches min_lr here; official 150)"})
     warmup_epochs: int = field(default=15, metadata={"help": "linear warm-up epochs (official 15)"})
     stop_epoch: int | None = field(default=120, metadata={"help": "stop training after this epoch without changing the schedule (official 120)"})
-    epoch_samples: int = field(default=0, metadata={"help": "samples per epoch; 0 = PromptIR's epoch: 3x clean images per sigma + 120x rain pairs + 1x haze pairs"})
+    epoch_samples: int = field(default=0, metadata={"help": "samples per epoch of the LR schedule; 0 = the official epoch: 3x clean images per sigma + 120x rain pairs + 1x haze pairs (+5x GoPro, 20x LOL)"})
     max_steps: int = field(default=0, metadata={"help": ">0: step-based schedule of this many steps (overrides the epoch flags)"})
     warmup_steps: int = field(default=0, metadata={"help": "warm-up steps of the step-based schedule"})
     stop_at_step: int | None = field(default=None, metadata={"help": "step-based: stop early at this step (checkpoint written)"})
@@ -64,7 +66,7 @@ class FinetuneConfig:
     seed: int = field(default=0, metadata={"help": "seed of sampling, crops, noise and the variant draw (every batch is a function of seed and step)"})
     num_workers: int = field(default=4, metadata={"flag": "--workers", "aliases": ["--num-workers"], "help": "DataLoader worker processes"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
-    amp: str = field(default="bf16", metadata={"help": "bf16 autocast on CUDA | none"})
+    amp: str = field(default="none", metadata={"help": "none: fp32 as the official recipe | bf16: autocast on CUDA (about 1.9x faster steps on an H200, issue 15; not the official recipe)"})
     log_every: int = field(default=50, metadata={"help": "steps between log lines (log.jsonl, TensorBoard)"})
     ckpt_every: int = field(default=2000, metadata={"help": "steps between train-state checkpoints"})
     keep_last: int = field(default=3, metadata={"help": "complete checkpoints kept"})
@@ -73,6 +75,8 @@ class FinetuneConfig:
     val_sots: str | None = field(default=None, metadata={"help": "validation SOTS folder (evaluate's layout)"})
     val_rain100l: str | None = field(default=None, metadata={"help": "validation Rain100L folder"})
     val_bsd68: str | None = field(default=None, metadata={"help": "validation clean-image folder (scored at --sigmas)"})
+    val_gopro: str | None = field(default=None, metadata={"help": "validation GoPro folder (5-task; evaluate's --gopro layout)"})
+    val_lol: str | None = field(default=None, metadata={"help": "validation LOL folder (5-task; evaluate's --lol layout)"})
     val_max_images: int = field(default=10, metadata={"help": "images per validation set"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
@@ -190,14 +194,15 @@ def val_grid(sets, restorer, sigma: float, side: int = 128):
 
 def make_validate(cfg: FinetuneConfig, arch: str):
     """Periodic validation with training.evaluate's protocol on the --val-* sets (None if none given)."""
-    if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68):
+    if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68 or cfg.val_gopro or cfg.val_lol):
         return None
     from training.evaluate import collect_test_sets, evaluate
     from training.evaluation.protocols import get_protocol
     from training.evaluation.restorers import Restorer
 
     sets = collect_test_sets(bsd68=cfg.val_bsd68, urban100=None, rain100l=cfg.val_rain100l, sots=cfg.val_sots,
-                             max_images=cfg.val_max_images)
+                             max_images=cfg.val_max_images, gopro=cfg.val_gopro, lol=cfg.val_lol)
+    benchmark = "5task" if cfg.val_gopro or cfg.val_lol else "3task"
     if arch != "dynet":
         variants = {"": None}
     elif cfg.variant.lower() == "dynamic":
@@ -211,10 +216,10 @@ def make_validate(cfg: FinetuneConfig, arch: str):
         for prefix, reuse in variants.items():
             res = evaluate(Restorer(name=f"step{step}", model=model, arch=arch, reuse=reuse), sets,
                            protocol=get_protocol("dynet"), sigmas=[int(s) for s in cfg.sigmas],
-                           device=str(next(model.parameters()).device))
+                           device=str(next(model.parameters()).device), benchmark=benchmark)
             for col, v in res["columns"].items():
                 out[f"{prefix}psnr/{col}"], out[f"{prefix}ssim/{col}"] = v["psnr"], v["ssim"]
-            out[f"{prefix}psnr/average"] = res["table1_average"]["psnr"]
+            out[f"{prefix}psnr/average"] = res["benchmark_average"]["psnr"]
         first = next(iter(variants.values()))
         validate.last_grid = val_grid(sets, Restorer(name="grid", model=model, arch=arch, reuse=first),
                                       cfg.sigmas[0])  # the loop puts it in TensorBoard
@@ -227,10 +232,12 @@ def main(argv: list[str] | None = None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     tasks = rd.parse_tasks(cfg.tasks)
     sources = rd.collect_train_sources(tasks, denoise_dirs=cfg.denoise_dirs, derain_dir=cfg.derain_dir,
-                                       dehaze_dir=cfg.dehaze_dir)  # validated before any model work
+                                       dehaze_dir=cfg.dehaze_dir, deblur_dir=cfg.deblur_dir,
+                                       lowlight_dir=cfg.lowlight_dir)  # validated before any model work
+    comp = task_mix.official_composition(sources.sizes(), tasks, cfg.sigmas, mix=cfg.task_mix)
     env = init_distributed(cfg.device)
     try:
-        samples = cfg.epoch_samples or epoch_samples_promptir(sources.sizes(), tasks, len(cfg.sigmas))
+        samples = cfg.epoch_samples or comp.total
         sched: Schedule = resolve_schedule(
             max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, stop_at_step=cfg.stop_at_step,
             epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, stop_epoch=cfg.stop_epoch,
@@ -243,8 +250,11 @@ def main(argv: list[str] | None = None):
             atomic_write_json(Path(cfg.out) / "finetune_data.json",
                               {"tasks": tasks, "sizes": sources.sizes(), "epoch_samples": samples,
                                "schedule": vars(sched), "model_config": mcfg.to_dict()})
-        log.info("tasks %s, data %s, schedule %s", tasks, sources.sizes(), sched)
-        dataset = rd.TaskMixDataset(sources, tasks=tasks, sigmas=cfg.sigmas, patch_size=cfg.patch_size, seed=cfg.seed)
+            atomic_write_json(Path(cfg.out) / "epoch_composition.json", comp.to_dict())
+        log.info("tasks %s, data %s, %s mix %s, schedule %s", tasks, sources.sizes(), cfg.task_mix,
+                 {t: round(f, 4) for t, f in comp.fractions().items()}, sched)
+        dataset = rd.TaskMixDataset(sources, tasks=tasks, sigmas=cfg.sigmas, patch_size=cfg.patch_size, seed=cfg.seed,
+                                    mix=task_mix.make_mix(comp, tasks=tasks, sizes=sources.sizes(), seed=cfg.seed))
         stop = sched.stop_at_step or sched.max_steps
         trainer = Trainer(
             model=model, model_config=mcfg, env=env, resume=cfg.resume,

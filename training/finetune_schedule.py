@@ -1,13 +1,12 @@
-"""Epoch <-> step bookkeeping of the fine-tuning schedule (the shared loop is step-based)."""
+"""Epoch <-> step bookkeeping of the fine-tuning schedule (the shared loop is step-based).
+
+The epoch itself (how many samples, from which task) is :mod:`training.task_mix`'s.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-# PromptIR's epoch: every clean image once per sigma list, each list repeated 3x; Rain100L x120; OTS x1
-PROMPTIR_REPEATS = {"denoise_per_sigma": 3, "derain": 120, "dehaze": 1}
 
 
 @dataclass(frozen=True)
@@ -16,18 +15,6 @@ class Schedule:
     warmup_steps: int
     stop_at_step: int | None  # training stops here (None = at max_steps)
     steps_per_epoch: int | None  # None for a step-based schedule
-
-
-def epoch_samples_promptir(sizes: dict[str, int], tasks: Sequence[str], n_sigmas: int) -> int:
-    """Samples in one PromptIR-style epoch for the chosen tasks and dataset sizes."""
-    total = 0
-    if "denoise" in tasks:
-        total += sizes["denoise"] * n_sigmas * PROMPTIR_REPEATS["denoise_per_sigma"]
-    if "derain" in tasks:
-        total += sizes["derain"] * PROMPTIR_REPEATS["derain"]
-    if "dehaze" in tasks:
-        total += sizes["dehaze"] * PROMPTIR_REPEATS["dehaze"]
-    return total
 
 
 def resolve_schedule(*, max_steps: int, warmup_steps: int, stop_at_step: int | None, epochs: int,

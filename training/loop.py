@@ -285,6 +285,8 @@ class Trainer:
         if self.validate is None or not self.env.is_main:
             return
         metrics = self.validate(self.model, self.step)
+        if not metrics:  # the validator may decline this step (e.g. it runs at epoch ends only)
+            return
         record = {"step": self.step, "time": time.time(), **{f"val/{k}": v for k, v in metrics.items()}}
         self.history.append(record)
         with open(self.out / "log.jsonl", "a") as fh:

@@ -25,7 +25,11 @@ from dynet_model.config import ModelConfig
 from dynet_model.variants import parse_reuse
 from training.data import (
     BatchStream,
+    CropTooLarge,
+    EmptyStreamError,
+    ShardsNotFound,
     build_pipeline,
+    check_crop,
     load_val_set,
     resolve_shards,
     sample_rng,
@@ -62,6 +66,7 @@ class PretrainData:
     def __init__(self, cfg: PretrainConfig, env: DistEnv) -> None:
         self.cfg, self.env = cfg, env
         self.shards = resolve_shards(cfg.shards)
+        check_crop(self.shards, cfg.crop)  # at start-up: a crop larger than the patches never yields a batch
         self.degrade = degrade_config(cfg)
         self.stream: BatchStream | None = None
         self.skipped_before = 0
@@ -149,13 +154,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    try:  # before any process group, model or run folder: a typo in --shards stops here
+        for specs in (cfg.shards, cfg.val_shards):
+            if specs:
+                resolve_shards(specs)
+    except ShardsNotFound as exc:
+        log.error("%s", exc)
+        sys.exit(2)
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # preemption → checkpoint, like Ctrl-C
     env = init_distributed(cfg.device)
     try:
         result = run(cfg, env)
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, CropTooLarge) as exc:
         log.error("%s", exc)
         sys.exit(2)
+    except EmptyStreamError as exc:
+        log.error("the training stream stopped: %s", exc)
+        sys.exit(1)
     finally:
         cleanup(env)
         signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,7 @@ the path and the layout expected, before any model work starts. Files are always
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,9 @@ from training.evaluation.metrics import center_crop_multiple
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 DERAIN_DIRS = (("input", "target"), ("rain", "norain"), ("rainy", "gt"))
 DEHAZE_DIRS = (("input", "target"), ("synthetic", "original"), ("hazy", "clear"))
+# the 5-task benchmark's extra tasks (AdaIR layouts: Train/Deblur/{blur,sharp}, Train/Enhance/{low,gt})
+TASK_PAIR_DIRS = {"deblur": (("blur", "sharp"), ("input", "target")),
+                  "lowlight": (("low", "gt"), ("low", "high"), ("input", "target"))}
 
 
 class DatasetLayoutError(ValueError):
@@ -109,6 +112,14 @@ def list_dehaze_pairs(root: str | Path, what: str = "dehaze set") -> list[Pair]:
                   _dehaze_keys, what, lq_dir, gt_dir)
 
 
+def list_same_name_pairs(root: str | Path, candidates: Sequence[tuple[str, str]],
+                         what: str = "pair set") -> list[Pair]:
+    """Pairs with the same file stem in the degraded and clean folders (GoPro, LOL)."""
+    lq_dir, gt_dir = _find_pair_dirs(Path(root), candidates, what)
+    return _match(list_images(lq_dir, what=what), list_images(gt_dir, what=what), lambda p: [p.stem],
+                  what, lq_dir, gt_dir)
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """H x W x 3 uint8 (PIL ``convert('RGB')``, as the official loaders)."""
     with Image.open(path) as im:
@@ -179,7 +190,7 @@ def random_patch(imgs: Sequence[np.ndarray], size: int, rng: np.random.Generator
 
 # ----------------------------------------------------------------------------- training sources
 
-TASKS = ("denoise", "derain", "dehaze")
+TASKS = ("denoise", "derain", "dehaze", "deblur", "lowlight")  # index = the batch's "task" code
 
 
 @dataclass
@@ -188,9 +199,16 @@ class TrainSources:
     denoise: list[Path]
     derain: list[Pair]
     dehaze: list[Pair]
+    deblur: list[Pair] = field(default_factory=list)
+    lowlight: list[Pair] = field(default_factory=list)
 
     def sizes(self) -> dict[str, int]:
-        return {"denoise": len(self.denoise), "derain": len(self.derain), "dehaze": len(self.dehaze)}
+        sizes = {"denoise": len(self.denoise), "derain": len(self.derain), "dehaze": len(self.dehaze)}
+        sizes.update({t: len(getattr(self, t)) for t in ("deblur", "lowlight") if getattr(self, t)})
+        return sizes
+
+    def size(self, task: str) -> int:
+        return len(getattr(self, task))
 
 
 def parse_tasks(tasks: Sequence[str]) -> list[str]:
@@ -210,7 +228,8 @@ def parse_tasks(tasks: Sequence[str]) -> list[str]:
 
 
 def collect_train_sources(tasks: Sequence[str], *, denoise_dirs: Sequence[str] = (),
-                          derain_dir: str | None = None, dehaze_dir: str | None = None) -> TrainSources:
+                          derain_dir: str | None = None, dehaze_dir: str | None = None,
+                          deblur_dir: str | None = None, lowlight_dir: str | None = None) -> TrainSources:
     """List and validate the training data of every requested task (clear error before training)."""
     src = TrainSources(denoise=[], derain=[], dehaze=[])
     if "denoise" in tasks:
@@ -226,25 +245,35 @@ def collect_train_sources(tasks: Sequence[str], *, denoise_dirs: Sequence[str] =
         if not dehaze_dir:
             raise DatasetLayoutError("task dehaze needs --dehaze-dir (Train/Dehaze with synthetic/ and original/)")
         src.dehaze = list_dehaze_pairs(dehaze_dir, what="dehaze training set (--dehaze-dir)")
+    for task, folder, example in (("deblur", deblur_dir, "Train/Deblur with blur/ and sharp/ (GoPro)"),
+                                  ("lowlight", lowlight_dir, "Train/Enhance with low/ and gt/ (LOL-v1)")):
+        if task in tasks:
+            if not folder:
+                raise DatasetLayoutError(f"task {task} needs --{task}-dir ({example})")
+            setattr(src, task, list_same_name_pairs(folder, TASK_PAIR_DIRS[task], what=f"{task} training set (--{task}-dir)"))
     return src
 
 
 class TaskMixDataset:
     """Map-style dataset of training patches; sample ``i`` is a pure function of ``(seed, i)``.
 
-    Each sample draws its task uniformly from ``tasks`` (balanced across tasks), then a file
-    uniformly, a ``patch_size`` crop (after the official centre-crop to a multiple of 16) and one of
+    Each sample takes its task, file (and, for the official mix, σ) from ``mix``
+    (:mod:`training.task_mix`: the official epoch composition, or uniform over ``tasks``; default
+    uniform), then a ``patch_size`` crop (after the official centre-crop to a multiple of 16) and one of
     the 7 non-identity flips/rotations (PromptIR ``random_augmentation``); denoise adds Gaussian
-    noise with sigma drawn uniformly from ``sigmas`` (clip + uint8 truncation, as the official code).
+    noise with the entry's σ or one drawn uniformly from ``sigmas`` (clip + uint8 truncation, as the official code).
     Returns ``{"lq", "gt"}`` as 3 x P x P float tensors in [0, 1] and ``"task"`` (index into TASKS).
     """
 
     def __init__(self, sources: TrainSources, *, tasks: Sequence[str], sigmas: Sequence[float],
-                 patch_size: int = 128, seed: int = 0) -> None:
+                 patch_size: int = 128, seed: int = 0, mix=None) -> None:
+        from training.task_mix import UniformMix
+
         self.sources, self.tasks = sources, list(tasks)
+        self.mix = mix if mix is not None else UniformMix(self.tasks, {t: sources.size(t) for t in self.tasks})
         self.sigmas, self.patch_size, self.seed = [float(s) for s in sigmas], int(patch_size), int(seed)
         for t in self.tasks:
-            if not sources.sizes()[t]:
+            if not sources.size(t):
                 raise DatasetLayoutError(f"task {t}: no training images")
 
     def __len__(self) -> int:
@@ -254,16 +283,15 @@ class TaskMixDataset:
         import torch
 
         rng = np.random.default_rng([self.seed, int(index)])
-        task = self.tasks[int(rng.integers(len(self.tasks)))]
+        task, item, sigma = self.mix.draw(int(index), rng)
         if task == "denoise":
-            files = self.sources.denoise
-            clean = _crop16(read_rgb(files[int(rng.integers(len(files)))]))
+            clean = _crop16(read_rgb(self.sources.denoise[item]))
             gt = augment(random_patch([clean], self.patch_size, rng)[0], int(rng.integers(1, 8)))
-            sigma = self.sigmas[int(rng.integers(len(self.sigmas)))]
+            if sigma is None:
+                sigma = self.sigmas[int(rng.integers(len(self.sigmas)))]
             lq = np.clip(gt + rng.standard_normal(gt.shape) * sigma, 0, 255).astype(np.uint8)
         else:
-            pairs = self.sources.derain if task == "derain" else self.sources.dehaze
-            pair = pairs[int(rng.integers(len(pairs)))]
+            pair = getattr(self.sources, task)[item]
             lq_img, gt_img = _crop16(read_rgb(pair.lq)), _crop16(read_rgb(pair.gt))
             if lq_img.shape != gt_img.shape:
                 raise DatasetLayoutError(f"size mismatch between {pair.lq} and {pair.gt}")

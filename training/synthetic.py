@@ -15,6 +15,7 @@ import numpy as np
 import webdataset as wds
 
 from common.pngcodec import encode_png
+from curation.layout import Manifest, ManifestShard
 
 
 def synthetic_patch(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -56,7 +57,6 @@ def write_synthetic_shards(out_dir: str | Path, *, shards: int = 2, per_shard: i
                         "niqe": None, "brisque": None, "nima": None}
                 sink.write({"__key__": key, "png": png_bytes(synthetic_patch(rng, size)),
                             "json": json.dumps(meta).encode()})
-        entries.append({"name": name, "samples": per_shard})
-    manifest = {"shards": entries, "total_samples": shards * per_shard, "patch_size": size}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        entries.append(ManifestShard(name=name, samples=per_shard))
+    Manifest(shards=entries, total_samples=shards * per_shard, patch_size=size).write(out)
     return out

@@ -4,6 +4,7 @@
     python -m training.make_lists --train-dir /data/aio --out-dir datasets/train
     python -m training.train_dsrir --train-dir /data/aio --mode all_in_one --out runs/dsrir_aio
     python -m training.train_dsrir ... --resume                              # continue the latest checkpoint
+    python -m training.train_dsrir ... --val-dir data/val --val-every-epochs 5   # + OUT/model_best.safetensors
 
 ``--mode all_in_one|noise|rain|haze`` picks ``{lists_dir}/train_{mode}.csv`` (or ``--train-list``).
 Recipe defaults (official train.py): AdamW (0.9, 0.999), weight decay 1e-4, lr 2e-4, 3 warm-up
@@ -14,11 +15,14 @@ counts steps: the schedule's epochs are turned into steps by :class:`training.ds
 (``floor(N / batch)`` steps per epoch), the warm-up into the steps of the first 3 epochs, and the
 cosine runs per step rather than per epoch. Outputs: ``OUT/checkpoints/step_*/``, ``OUT/log.jsonl``
 (with the three loss terms, epoch, patch and batch size), ``OUT/tb/``, ``OUT/model_final.safetensors``,
-``OUT/config.yaml``. Evaluate with ``python -m training.evaluate --checkpoint OUT/model_final.safetensors``.
+``OUT/config.yaml``; with ``--val-dir`` also ``OUT/model_best.safetensors`` + ``model_best.json``
+(:mod:`training.dsrir.validation`: the official every-5-epochs selection, labelled ``validation`` or
+``test-set``). Evaluate with ``python -m training.evaluate --checkpoint OUT/model_best.safetensors``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -71,7 +75,13 @@ class TrainDSRIRConfig:
     workers: int = field(default=6, metadata={"help": "data loader worker processes"})
     seed: int = field(default=1234, metadata={"help": "seed of data order, crops, noise and init"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:i]"})
-    amp: str = field(default="bf16", metadata={"help": "bf16 autocast on CUDA, or none"})
+    amp: str = field(default="none", metadata={"help": "none: fp32 as the official recipe | bf16: autocast on CUDA (faster; not the official recipe)"})
+    val_dir: str | None = field(default=None, metadata={"help": "validation sets (denoise/bsd68, derain/Rain100L, dehaze, as prepare_data's test/ layout); keeps OUT/model_best.safetensors"})
+    val_every_epochs: int = field(default=5, metadata={"help": "validate at the end of every N-th epoch (official 5)"})
+    val_is_test_set: bool = field(default=False, metadata={"help": "label the selection 'test-set' (the official DSRIR practice: --val-dir is the test set; optimistic scores); detected for prepare_data test folders"})
+    val_protocol: str = field(default="dsrir", metadata={"help": "scoring of the validation: dsrir (its test.py: crop x8, Rain100L on Y) | dynet"})
+    val_sigmas: list[int] = field(default_factory=lambda: [15, 25, 50], metadata={"help": "denoise validation noise levels"})
+    val_max_images: int = field(default=0, metadata={"help": "first N images per validation set (0 = all)"})
     max_steps: int | None = field(default=None, metadata={
         "help": "stop after this many steps (the schedule still spans all epochs)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest complete checkpoint"})
@@ -113,10 +123,11 @@ def run(cfg: TrainDSRIRConfig):
     entries = _read_list(cfg)
     plan = StepPlan(schedule, len(entries))
     plan.validate()
+    model_cfg = ModelConfig(arch="dsrir")
+    validate = _make_validator(cfg, plan, model_cfg)  # --val-dir checked before any work
     loss_fn = build_dsrir_loss(_loss_weights(cfg), verify_hash=cfg.vgg_verify_hash).to(env.device)
     dataset = PairPatchDataset(entries=entries, train_dir=cfg.train_dir, seed=cfg.seed, sigma_max=cfg.sigma_max)
     torch.manual_seed(cfg.seed)
-    model_cfg = ModelConfig(arch="dsrir")
     model = build_model(model_cfg)
     last: dict[str, float] = {}
 
@@ -136,13 +147,28 @@ def run(cfg: TrainDSRIRConfig):
                         schedule="cosine", warmup_steps=warmup_steps, min_lr=cfg.min_lr)
     loop = LoopConfig(out_dir=cfg.out, max_steps=plan.total_steps, stop_at_step=cfg.max_steps,
                       log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
-                      amp=cfg.amp, progress=cfg.progress, seed=cfg.seed)
+                      amp=cfg.amp, progress=cfg.progress, seed=cfg.seed,
+                      val_every=1 if validate else 0)  # the validator itself runs only at the chosen epoch ends
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     save_config(cfg, Path(cfg.out) / "config.yaml")
     log.info("DSRIR %s: %d pairs, %d epochs = %d steps (warm-up %d)", cfg.mode, len(entries),
              schedule.total_epochs, plan.total_steps, warmup_steps)
     return train(model=model, model_config=model_cfg, data_factory=data_factory, step_fn=step_fn, optim=optim,
-                 loop=loop, env=env, resume=cfg.resume, extra_metrics=lambda: dict(last))
+                 loop=loop, env=env, resume=cfg.resume, extra_metrics=lambda: dict(last), validate=validate)
+
+
+def _make_validator(cfg: TrainDSRIRConfig, plan: StepPlan, model_cfg: ModelConfig):
+    if not cfg.val_dir:
+        return None
+    from training.dsrir import validation as val
+    from training.evaluation.protocols import get_protocol
+
+    sets, detected = val.collect_val_sets(cfg.val_dir, cfg.mode, max_images=cfg.val_max_images)
+    selection = "test-set" if cfg.val_is_test_set or detected else "validation"
+    log.warning("validation every %d epochs on %s; %s", cfg.val_every_epochs, cfg.val_dir, val.SELECTION_LABELS[selection])
+    selector = val.BestSelector(cfg.out, model_config=model_cfg, selection=selection, resume=cfg.resume)
+    return val.EpochValidator(epoch_ends=val.epoch_end_steps(plan.epoch_starts, cfg.val_every_epochs), sets=sets,
+                              protocol=get_protocol(cfg.val_protocol), sigmas=list(cfg.val_sigmas), selector=selector)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     print(f"{result.status} at step {result.final_step}; last checkpoint {result.last_checkpoint}")
+    best = Path(cfg.out) / "model_best.json"
+    if cfg.val_dir and best.is_file():
+        rec = json.loads(best.read_text())
+        print(f"model_best: epoch {rec['epoch']}, average PSNR {rec['score']:.2f} [{rec['selection_note']}]")
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curation.downloading.fetch import FetchPolicy
 from curation.rawshards import check_shard, shard_paths
 
 TMP_DIR = "_tmp"
@@ -49,6 +50,13 @@ class SliceOptions:
     encode_quality: int = 95
     max_pixels: int = 178_956_970
     slice_timeout: int = 3600
+    max_image_bytes: int = 64 * 2**20
+    image_deadline: float = 60.0
+    allow_private_addresses: bool = False
+
+    def fetch_policy(self) -> FetchPolicy:
+        return FetchPolicy(max_bytes=self.max_image_bytes, deadline_s=self.image_deadline,
+                           allow_private=self.allow_private_addresses)
 
 
 def status_counts(parquet_path: Path) -> dict:
@@ -85,9 +93,10 @@ def _img2dataset_kwargs(input_path: Path, out_dir: Path, columns: list[str], opt
     }
 
 
-def _run_child(kwargs_path: Path, log_path: Path, timeout_s: int) -> None:
+def _run_child(kwargs_path: Path, log_path: Path, timeout_s: int, policy: FetchPolicy) -> None:
     """Run the img2dataset child in its own process group; kill the whole group on timeout."""
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONUNBUFFERED="1",
+               CURATION_FETCH_POLICY=json.dumps(policy.to_dict()),
                PYTHONPATH=os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "curation.downloading.img2dataset_child", str(kwargs_path)],
@@ -130,6 +139,16 @@ def run_slice(shard_id: str, rows: pa.Table, raw_dir: str, opts: SliceOptions) -
         shutil.rmtree(stale, ignore_errors=True)
     # A private folder per attempt: an orphaned img2dataset child of a dead worker cannot touch this one.
     work = raw / TMP_DIR / f"{shard_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        _download_into(work, shard_id, rows, raw, opts)
+    finally:  # success or failure (a full disk included): the private scratch folder goes
+        shutil.rmtree(work, ignore_errors=True)
+    summary = status_counts(shard_paths(raw, shard_id)[1])
+    return {"shard": shard_id, "skipped": False, "redo_reason": None if reason.startswith("missing") and not removed
+            else reason, "removed": removed, "seconds": time.time() - started, **summary}
+
+
+def _download_into(work: Path, shard_id: str, rows: pa.Table, raw: Path, opts: SliceOptions) -> None:
     (work / "out").mkdir(parents=True)
     input_path = work / "urls.parquet"
     pq.write_table(rows, input_path)
@@ -139,12 +158,8 @@ def run_slice(shard_id: str, rows: pa.Table, raw_dir: str, opts: SliceOptions) -
     kwargs = _img2dataset_kwargs(input_path, work / "out", rows.column_names, opts)
     kwargs_path = work / "img2dataset_kwargs.json"
     kwargs_path.write_text(json.dumps(kwargs, indent=2))
-    _run_child(kwargs_path, work / "img2dataset.log", opts.slice_timeout)
+    _run_child(kwargs_path, work / "img2dataset.log", opts.slice_timeout, opts.fetch_policy())
     _publish(work / "out", raw, shard_id)
-    shutil.rmtree(work, ignore_errors=True)
-    summary = status_counts(shard_paths(raw, shard_id)[1])
-    return {"shard": shard_id, "skipped": False, "redo_reason": None if reason.startswith("missing") and not removed
-            else reason, "removed": removed, "seconds": time.time() - started, **summary}
 
 
 def key_digits(slice_size: int) -> int:

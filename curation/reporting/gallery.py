@@ -6,21 +6,24 @@ Each image gets a fitted thumbnail (``side`` px) *and* a 1:1 centre crop (no res
 and JPEG blocks show as they are), written as PNG files under ``report/thumbs/``.
 
 The what-if table counts the images kept if one threshold (or the minimum side) were moved, the
-others fixed, with Arrow compute over the whole decisions table (no Python loop over rows).
+others fixed, with the filter's own column-at-a-time rules (:meth:`curation.filter.Rules.decide`) over
+the whole decisions table: the same rule the filter applies, never a second copy of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from PIL import Image
 
-from curation.scoring.metrics import METRICS
+from curation.filter import Rules
+from curation.layout import METRICS
+from curation.thresholds import Thresholds
 
 WHAT_IF_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.25)
 WHAT_IF_MIN_SIDES = (256, 512, 768, 1024, 1536)
@@ -95,41 +98,26 @@ def split_reasons(reasons: Iterable[str | None]) -> list[str]:
     return [r for value in reasons if value for r in str(value).split(";") if r]
 
 
-def _passes(table: pa.Table, metric: str, threshold: float) -> pa.ChunkedArray:
-    if metric not in table.column_names:
-        return pa.chunked_array([pa.array([False] * table.num_rows)])
-    values = pc.cast(table[metric], pa.float64())
-    ok = pc.and_(pc.is_valid(values), pc.invert(pc.is_nan(pc.fill_null(values, 0.0))))
-    cmp = pc.less_equal if METRICS[metric].lower_better else pc.greater_equal
-    return pc.fill_null(pc.and_(ok, cmp(values, threshold)), False)
+def kept_count(table: pa.Table, rules: Rules) -> int:
+    """Rows ``rules`` keeps (``decide`` gives null for a kept row)."""
+    return int(rules.decide(table).null_count)
 
 
-def _base(table: pa.Table, min_side: int) -> pa.ChunkedArray:
-    side = pc.min_element_wise(pc.fill_null(table["width"], 0), pc.fill_null(table["height"], 0))
-    return pc.fill_null(pc.and_(pc.equal(table["status"], "ok"), pc.greater_equal(side, min_side)), False)
-
-
-def what_if(table: pa.Table, thresholds: dict[str, float], min_side: int) -> list[dict]:
+def what_if(table: pa.Table, rules: Rules) -> list[dict]:
     """Kept counts with one setting moved: rows {setting, value, kept, change, current}."""
-    passes = {m: _passes(table, m, t) for m, t in thresholds.items()}
-
-    def kept(base, moved: str | None = None, moved_pass=None) -> int:
-        mask = base
-        for m, p in passes.items():
-            mask = pc.and_(mask, moved_pass if m == moved else p)
-        return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
-
-    base = _base(table, min_side)
-    now = kept(base)
+    now = kept_count(table, rules)
+    limits = rules.thresholds.as_dict()
     rows = []
-    for m, t in thresholds.items():
+    for m, t in limits.items():
         for f in WHAT_IF_FACTORS:
             value = round(t * f, 3)
-            n = kept(base, m, _passes(table, m, value))
+            moved = dataclasses.replace(rules, thresholds=Thresholds.of({**limits, m: value}))
+            n = now if f == 1.0 else kept_count(table, moved)
             rows.append({"setting": m, "value": value, "kept": n, "change": n - now, "current": f == 1.0})
-    for side in sorted(set(WHAT_IF_MIN_SIDES) | {min_side}):
-        n = kept(_base(table, side))
-        rows.append({"setting": "min_side", "value": side, "kept": n, "change": n - now, "current": side == min_side})
+    for side in sorted(set(WHAT_IF_MIN_SIDES) | {rules.min_side}):
+        n = now if side == rules.min_side else kept_count(table, dataclasses.replace(rules, min_side=side))
+        rows.append({"setting": "min_side", "value": side, "kept": n, "change": n - now,
+                     "current": side == rules.min_side})
     return rows
 
 

@@ -20,7 +20,7 @@ from curation.sharding.plan import raw_shard_id
 
 
 def load_sources(raw_dir: Path, rows: list[dict]) -> dict[str, np.ndarray]:
-    """Decoded RGB images for rows ({"key", "raw_shard"}), streaming each raw tar once; failures are left out."""
+    """Decoded RGB images for rows ({"key", "raw_shard"}), reading only their members of each raw tar; failures are left out."""
     wanted: dict[str, set[str]] = {}
     for r in rows:
         wanted.setdefault(raw_shard_id(r["raw_shard"]), set()).add(r["key"])
@@ -29,20 +29,15 @@ def load_sources(raw_dir: Path, rows: list[dict]) -> dict[str, np.ndarray]:
         tar_path = rawshards.shard_paths(raw_dir, sid)[0]
         if not tar_path.exists():
             continue
-        remaining = set(keys)
         try:
-            for sample in rawshards.iter_raw_tar(tar_path):
-                if sample.key in remaining:
-                    remaining.discard(sample.key)
-                    if sample.image is not None:
-                        try:
-                            found[sample.key] = decode_rgb(sample.image)
-                        except DecodeError:
-                            pass
-                    if not remaining:
-                        break
+            images = rawshards.read_images(tar_path, keys)
         except (tarfile.TarError, EOFError, OSError):
             continue
+        for key, data in images.items():
+            try:
+                found[key] = decode_rgb(data)
+            except DecodeError:
+                pass
     return found
 
 

@@ -1,8 +1,8 @@
 """The image-quality metrics of the curation: a small typed table plus their construction.
 
-The table (:data:`METRICS`) is the one place that says, for each metric, which pyiqa metric and
-variant it is, which weight file it needs, and its direction (lower- or higher-better). The filter
-takes the direction from here, never from the user.
+The table (:data:`METRICS`) says, for each metric of :data:`curation.layout.METRIC_TABLE` (which owns
+names, directions and default thresholds), which pyiqa metric and variant computes it and which
+weight file it needs.
 
 Construction happens once per (Dask worker) process and is cached (:func:`get_metric_set`):
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from common.torchvision_compat import ensure_torchvision_importable
+from curation import layout
 
 _LOG = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -47,19 +48,25 @@ class MetricSpec:
     score_range: str
 
 
+def _direction(name: str) -> dict:
+    """Direction and default threshold come from the metric table of the on-disk contract."""
+    entry = layout.metric(name)
+    return {"lower_better": entry.lower_better, "default_threshold": entry.default_threshold}
+
+
 METRICS: dict[str, MetricSpec] = {
     "niqe": MetricSpec(
         name="niqe", pyiqa_name="niqe", weight_file="niqe_modelparameters.mat", shipped=True,
         variant="NIQE (Mittal et al. 2013), official LIVE pristine MVG model, Y channel, 96x96 blocks, native resolution",
-        lower_better=True, default_threshold=6.0, score_range="~0 .. ~100 (pristine photos ~2-5)"),
+        **_direction('niqe'), score_range="~0 .. ~100 (pristine photos ~2-5)"),
     "brisque": MetricSpec(
         name="brisque", pyiqa_name="brisque", weight_file="brisque_svm_weights.pth", shipped=True,
         variant="BRISQUE (Mittal et al. 2012), official LIVE epsilon-SVR (allmodel), Y channel, native resolution",
-        lower_better=True, default_threshold=45.0, score_range="~0 .. ~150 (pristine photos ~0-30, may be <0)"),
+        **_direction('brisque'), score_range="~0 .. ~150 (pristine photos ~0-30, may be <0)"),
     "nima": MetricSpec(
         name="nima", pyiqa_name="nima", weight_file="NIMA_InceptionV2_ava-b0c77c00.pth", shipped=False,
         variant="NIMA (Talebi & Milanfar 2018), Inception-ResNet-v2 backbone trained on AVA, mean of 10-bin score distribution, 299x299 resize+centre-crop",
-        lower_better=False, default_threshold=4.5, score_range="1 .. 10 (AVA mean ~5.4)"),
+        **_direction('nima'), score_range="1 .. 10 (AVA mean ~5.4)"),
 }
 
 NIMA_BACKBONE = "inception_resnet_v2"

@@ -7,8 +7,11 @@ and a readable ``error``; only a shard-level problem (unreadable raw parquet / t
 and then no output is written, so a rerun redoes that shard. The parquet is written to a temp file
 and renamed: its existence is the shard's completion marker.
 
-Statuses: ok, download_failed, missing_image, empty, decode_error, too_large, too_small,
-extreme_aspect, metric_error.
+Score measures, the filter decides: every decodable image gets its geometry (width, height) and, when
+the metrics can run on it, its scores, whatever its size or aspect; keep/drop rules live in
+``curation.filter``. Statuses: ok, download_failed, missing_image, empty, decode_error, too_large
+(the decompression-bomb guard: not decoded), metric_error (decoded, geometry recorded, a metric
+failed on it, e.g. an image smaller than NIQE's blocks).
 """
 
 from __future__ import annotations
@@ -29,18 +32,13 @@ from PIL import Image
 
 from common.atomic import atomic_write_bytes
 from common.imagedecode import DecodeError, decode_rgb
+from curation.layout import METRIC_COLUMNS, SCORE_METADATA_KEY, SCORE_SCHEMA, ShardId
 from curation.rawshards import iter_raw_tar, shard_paths
-from curation.scoring.metrics import METRICS, get_metric_set
+from curation.scoring.metrics import get_metric_set
 
 _LOG = logging.getLogger(__name__)
-METADATA_KEY = b"curation.score"
-METRIC_COLUMNS = tuple(METRICS)
-SCHEMA = pa.schema([
-    ("key", pa.string()), ("raw_shard", pa.string()), ("source", pa.string()), ("url", pa.string()),
-    ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
-    *[(m, pa.float64()) for m in METRIC_COLUMNS],
-    ("status", pa.string()), ("error", pa.string()),
-])
+METADATA_KEY = SCORE_METADATA_KEY
+SCHEMA = SCORE_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -50,9 +48,7 @@ class ScoreSettings:
     metrics: tuple[str, ...]
     weight_paths: tuple[tuple[str, str], ...]
     device: str = "cpu"
-    min_side: int = 1024
     max_pixels: int = 178_956_970
-    max_aspect: float = 4.0
     nima_batch: int = 16
     run_metadata: str = "{}"  # JSON (metric variants, versions, weight hashes) stored in every parquet
 
@@ -70,21 +66,11 @@ class ShardResult:
 
 
 def output_path(out_dir: str | Path, shard_id: str) -> Path:
-    return Path(out_dir) / f"{shard_id}.parquet"
-
-
-def _check_geometry(rgb: np.ndarray, settings: ScoreSettings) -> tuple[str, str] | None:
-    h, w = rgb.shape[:2]
-    if min(h, w) < settings.min_side:
-        return "too_small", f"{w}x{h}: shorter side {min(h, w)} < --min-side {settings.min_side}"
-    aspect = max(h, w) / max(1, min(h, w))
-    if aspect > settings.max_aspect:
-        return "extreme_aspect", f"{w}x{h}: aspect ratio {aspect:.2f} > --max-aspect {settings.max_aspect}"
-    return None
+    return ShardId.parse(shard_id).score_path(out_dir)
 
 
 class _ShardScorer:
-    """Streams a shard's tar: decode → checks → native metrics now, NIMA in batches."""
+    """Streams a shard's tar: decode → geometry → native metrics now, NIMA in batches."""
 
     def __init__(self, settings: ScoreSettings):
         self.settings = settings
@@ -103,10 +89,6 @@ class _ShardScorer:
             res.update(status="too_large" if bomb else exc.status, error=exc.reason)
             return
         res["height"], res["width"] = int(rgb.shape[0]), int(rgb.shape[1])
-        bad = _check_geometry(rgb, self.settings)
-        if bad:
-            res.update(status=bad[0], error=bad[1])
-            return
         try:
             x = self.metric_set.to_tensor(rgb)
             res.update(self.metric_set.score_native(x))

@@ -7,6 +7,13 @@ map its work to the *same* ids (so completed shards are recognised and skipped).
 job gets the ids after everything already allocated or present on disk. Updates take an exclusive
 ``flock`` on ``raw/_jobs/.lock`` and are written atomically, so two commands started at once on the
 same folder still get disjoint ranges.
+
+:func:`open_raw_job` applies the stage contract (``common.stagefolder``) to a raw folder shared by
+several producers: the whole ``raw/`` is locked while one download / ingest writes it, and each
+producer identity (a download ``--source``; an ingest ``--folder`` + ``--source``) records the
+settings it was written with in ``raw/_jobs/<stage>-<name>/_stage.json``. Another producer into the
+same ``raw/`` is not a conflict; the same producer with other settings is refused (exit 2) unless
+``--overwrite``, which releases its shards (:func:`release`) before they are redone.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common.atomic import atomic_write_json
+from common.stagefolder import check_settings, folder_lock
+from curation.layout import ShardId
 
 _LOG = logging.getLogger(__name__)
 JOBS_DIR = "_jobs"
@@ -45,8 +55,8 @@ class Allocation:
 
 
 def format_shard_id(n: int) -> str:
-    """img2dataset's naming (``oom_shard_count=5``): zero-padded to 5 digits, wider when needed."""
-    return f"{n:05d}"
+    """The raw shard name of id ``n`` (:class:`curation.layout.ShardId`)."""
+    return ShardId.raw(n).name
 
 
 def job_key(spec: dict) -> str:
@@ -105,3 +115,51 @@ def allocate(raw_dir: str | os.PathLike, key: str, count: int, unit_size: int, f
         _LOG.info("allocated shards %s..%s to job %s", format_shard_id(first),
                   format_shard_id(first + count - 1), key)
         return Allocation(key, first, count, unit_size, fingerprint)
+
+
+def release(raw_dir: str | os.PathLike, matches: Callable[[dict], bool]) -> list[str]:
+    """Forget the jobs whose description ``matches`` and delete their shards (markers first).
+
+    Returns the shard names removed. Used by ``--overwrite``, while the stage holds the folder lock.
+    """
+    removed: list[str] = []
+    with _locked(raw_dir) as registry_path:
+        registry = json.loads(registry_path.read_text()) if registry_path.exists() else {"jobs": {}}
+        for key, rec in list(registry["jobs"].items()):
+            if not matches(rec.get("description") or {}):
+                continue
+            for i in range(rec["count"]):
+                sid = ShardId.raw(rec["first"] + i)
+                tar, parquet, marker = sid.raw_paths(raw_dir)
+                for path in (marker, tar, parquet):
+                    if path.exists():
+                        path.unlink()
+                        removed.append(path.name)
+            for stats in Path(raw_dir, JOBS_DIR).glob(f"*-{key}.json"):
+                stats.unlink()
+            del registry["jobs"][key]
+        atomic_write_json(registry_path, registry)
+    if removed:
+        _LOG.info("--overwrite: removed %d raw shard file(s)", len(removed))
+    return removed
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:40] or "_"
+
+
+@contextlib.contextmanager
+def open_raw_job(raw_dir: str | os.PathLike, stage: str, identity: dict[str, Any], settings: dict[str, Any], *,
+                 overwrite: bool = False) -> Iterator[bool]:
+    """Lock ``raw/``, then check/record this producer's settings; yields True when resuming.
+
+    Raises :class:`common.stagefolder.StageRefused` (other settings without ``overwrite``, or
+    another writer holding the folder). With ``overwrite`` the producer's earlier shards are released.
+    """
+    name = f"{stage}-{_slug(str(identity.get('source', '')))}-{job_key(identity)[:8]}"
+
+    def clear(_record: Path) -> None:
+        release(raw_dir, lambda d: d.get("kind") == stage and all(d.get(k) == v for k, v in identity.items()))
+
+    with folder_lock(raw_dir, stage):
+        yield check_settings(jobs_dir(raw_dir) / name, stage, settings, overwrite=overwrite, clear=clear)

@@ -27,23 +27,13 @@ import pyarrow.parquet as pq
 
 from common import pngcodec
 from common.atomic import atomic_write_json
-from common.imagedecode import DecodeError, decode_rgb
+from common.imagedecode import DEFAULT_MAX_PIXELS, DecodeError, decode_rgb
 from curation import rawshards
+from curation.layout import DROPPED_SCHEMA, METRIC_COLUMNS, PATCH_SCHEMA, ShardId
 from curation.sharding import tiling
 from curation.sharding.plan import read_plan_rows
 
-SCORE_COLUMNS = ("niqe", "brisque", "nima")
-PATCH_SCHEMA = pa.schema([
-    ("key", pa.string()), ("source_key", pa.string()), ("source_sha256", pa.string()), ("url", pa.string()),
-    ("source", pa.string()), ("raw_shard", pa.string()), ("shard", pa.string()), ("box", pa.list_(pa.int32())),
-    ("flat_fraction", pa.float64()), ("niqe", pa.float64()), ("brisque", pa.float64()), ("nima", pa.float64()),
-    ("source_width", pa.int64()), ("source_height", pa.int64()), ("duplicate_keys", pa.list_(pa.string())),
-    ("png_bytes", pa.int64()),
-])
-DROPPED_SCHEMA = pa.schema([
-    ("key", pa.string()), ("source_key", pa.string()), ("raw_shard", pa.string()), ("shard", pa.string()),
-    ("box", pa.list_(pa.int32())), ("flat_fraction", pa.float64()),
-])
+SCORE_COLUMNS = METRIC_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -57,27 +47,20 @@ class TileParams:
     png_level: int
 
 
-def publish_json(path: Path, obj) -> None:
-    """Atomic JSON write, readable by everyone (the temp file is created 0600)."""
-    atomic_write_json(path, obj)
-    os.chmod(path, 0o644)
-
-
 def shard_name(index: int) -> str:
-    return f"patches-{index:06d}"
+    return ShardId.patches(index).name
 
 
 def marker_path(out_dir: Path, index: int) -> Path:
-    return out_dir / f"{shard_name(index)}.done.json"
+    return ShardId.patches(index).marker_path(out_dir)
 
 
 def read_marker(out_dir: Path, index: int) -> dict | None:
     """The shard's completion record when the shard is complete (marker and files present), else None."""
-    path = marker_path(out_dir, index)
-    name = shard_name(index)
-    if not path.exists() or not (out_dir / f"{name}.tar").exists() or not (out_dir / f"{name}.parquet").exists():
+    sid = ShardId.patches(index)
+    if not sid.is_complete(out_dir):
         return None
-    return json.loads(path.read_text())
+    return json.loads(sid.marker_path(out_dir).read_text())
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -97,9 +80,10 @@ def _sample_meta(row: dict, key: str, tile: tiling.Tile, shard: str, png_bytes: 
 class _ShardWriter:
     """Accumulates one shard's samples into a temp tar and its rows; ``stats`` holds the timings."""
 
-    def __init__(self, out_dir: Path, index: int, params: TileParams):
-        self.out_dir, self.index, self.params = out_dir, index, params
-        self.name = shard_name(index)
+    def __init__(self, out_dir: Path, index: int, params: TileParams, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.out_dir, self.index, self.params, self.max_pixels = out_dir, index, params, max_pixels
+        self.sid = ShardId.patches(index)
+        self.name = self.sid.name
         self.token = uuid.uuid4().hex[:12]
         self.tmp_tar = out_dir / f".{self.name}.tar.{self.token}.tmp"
         self.fh = open(self.tmp_tar, "wb")  # noqa: SIM115 - owned by the writer, closed in commit()/abort()
@@ -113,7 +97,7 @@ class _ShardWriter:
     def add_image(self, row: dict, data: bytes) -> None:
         t0 = time.perf_counter()
         try:
-            rgb = decode_rgb(data)
+            rgb = decode_rgb(data, max_pixels=self.max_pixels)
         except DecodeError as exc:
             self.errors.append({"key": row["key"], "status": exc.status, "reason": exc.reason})
             return
@@ -148,37 +132,44 @@ class _ShardWriter:
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
-        for table, schema, stem in ((self.rows, PATCH_SCHEMA, "patches"), (self.dropped, DROPPED_SCHEMA, "dropped")):
-            final = self.out_dir / f"{stem}-{self.index:06d}.parquet"
+        for table, schema, final in ((self.rows, PATCH_SCHEMA, self.sid.table_path(self.out_dir)),
+                                     (self.dropped, DROPPED_SCHEMA, self.sid.dropped_path(self.out_dir))):
             tmp = self.out_dir / f".{final.name}.{self.token}.tmp"
             pq.write_table(pa.Table.from_pylist(table, schema=schema), tmp)
             os.replace(tmp, final)
-        tar_final = self.out_dir / f"{self.name}.tar"
+        tar_final = self.sid.tar_path(self.out_dir)
         size = self.tmp_tar.stat().st_size
         os.replace(self.tmp_tar, tar_final)
         self.stats["write_s"] += time.perf_counter() - t0
         record = {"name": f"{self.name}.tar", "samples": len(self.rows), "bytes": size,
                   "dropped_flat": len(self.dropped), "errors": self.errors, **self.counts,
                   "timing": {k: round(v, 4) for k, v in self.stats.items()}}  # the only non-deterministic part
-        publish_json(marker_path(self.out_dir, self.index), record)
+        atomic_write_json(self.sid.marker_path(self.out_dir), record)  # the completion marker, last
         return record
 
     def abort(self) -> None:
         try:
             self.tar.close()
             self.fh.close()
+        except OSError:
+            pass  # closing flushes; on a full disk that fails too
         finally:
-            self.tmp_tar.unlink(missing_ok=True)
+            for tmp in self.out_dir.glob(f".*.{self.token}.tmp"):  # the tar and any parquet begun in commit()
+                tmp.unlink(missing_ok=True)
 
 
-def write_shard(index: int, plan_path: str, raw_dir: str, out_dir: str, params: TileParams) -> dict:
-    """Write output shard ``index`` from its rows in plan.parquet; idempotent: a complete shard is not redone."""
+def write_shard(index: int, plan_path: str, raw_dir: str, out_dir: str, params: TileParams,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+    """Write output shard ``index`` from its rows in plan.parquet; idempotent: a complete shard is not redone.
+
+    ``max_pixels`` is the decompression-bomb guard the filter kept the images under (kept.parquet metadata).
+    """
     out = Path(out_dir)
     done = read_marker(out, index)
     if done is not None:
         return done
     items = read_plan_rows(plan_path, index)
-    writer = _ShardWriter(out, index, params)
+    writer = _ShardWriter(out, index, params, max_pixels)
     try:
         by_raw: dict[str, dict[str, dict]] = {}
         for row in items:

@@ -125,7 +125,7 @@ def site(tmp_path):
 
 def _args(urls: Path, out: Path) -> list[str]:
     return ["--urls", str(urls), "--out", str(out), "--min-side", str(MIN_SIDE), "--slice-size", "4",
-            "--workers", "2", "--timeout", "5", "--thread-count", "4"]
+            "--workers", "2", "--timeout", "5", "--thread-count", "4", "--allow-private-addresses"]
 
 
 def _raw_rows(out: Path) -> dict[str, dict]:
@@ -210,7 +210,7 @@ def test_failed_slice_is_reported_then_recovered(site, tmp_path):
     _, urls, _ = site
     out = tmp_path / "raw"
     args = ["--urls", str(urls), "--out", str(out), "--min-side", str(MIN_SIDE), "--slice-size", "20",
-            "--workers", "1", "--timeout", "5"]
+            "--workers", "1", "--timeout", "5", "--allow-private-addresses"]
     summary = download.main(args + ["--slice-timeout", "1", "--task-retries", "0"])
     assert summary["slices"] == {"failed": 1} and "did not finish within 1 s" in summary["failed_slices"][0]["error"]
     assert list_complete_shards(out) == [] and not list(out.glob("*.tar"))

@@ -97,3 +97,39 @@ def test_cli_writes_all_three_outputs(scores, tmp_path, capsys):
     for name in ("kept.parquet", "decisions.parquet", "filter_stats.json"):
         assert (tmp_path / "o" / name).exists()
     assert "kept 2 of 9" in capsys.readouterr().out
+
+
+def test_aspect_and_pixel_rules_live_in_the_filter(tmp_path):
+    _write_scores(tmp_path / "s", "00000", [_row("square"), _row("wide", w=5000, h=1100), _row("huge", w=20000, h=15000)])
+    stats = filter_scores(tmp_path / "s", tmp_path / "kept.parquet", None, min_side=1024, max_aspect=4.0,
+                          max_pixels=100_000_000)
+    dec = {r["key"]: r["drop_reason"] for r in pq.read_table(tmp_path / "decisions.parquet").to_pylist()}
+    assert dec == {"square": None, "wide": "aspect>4", "huge": "pixels>100000000"}
+    assert stats["max_aspect"] == 4.0 and stats["max_pixels"] == 100_000_000
+    from curation.sharding.plan import kept_max_pixels
+
+    assert kept_max_pixels(tmp_path / "kept.parquet") == 100_000_000  # curation.shard decodes under it
+
+
+def test_vectorised_decisions_equal_the_row_rule():
+    """Rules.decide() (column at a time) gives exactly Rules.reasons() on every kind of row."""
+    import random
+
+    from curation.filter import Rules
+    from curation.thresholds import Thresholds
+
+    rng = random.Random(3)
+    values = {"niqe": [None, math.nan, math.inf, 6.0, 6.0001, 2.0, 9.0], "brisque": [None, 45.0, 44.9, 45.1, -math.inf],
+              "nima": [None, math.nan, 4.5, 4.49, 7.0]}
+    rows = [_row(f"k{i}", **{m: rng.choice(v) for m, v in values.items()},
+                 status=rng.choice(["ok", "ok", "ok", "decode_error", "download_failed", None]),
+                 w=rng.choice([None, 0, 1023, 1024, 3000, 5000, 20000]), h=rng.choice([None, 0, 800, 1024, 2000, 15000]))
+            for i in range(800)]
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    for limits, min_side, aspect, pixels in (({"niqe": 6.0, "brisque": 45.0, "nima": 4.5}, 1024, 4.0, 100_000_000),
+                                             ({"nima": 5.0}, 1000, 2.5, 3_000_000), ({}, 0, 100.0, 10**12)):
+        rules = Rules(Thresholds.of(limits), min_side=min_side, max_aspect=aspect, max_pixels=pixels)
+        want = [";".join(rules.reasons(r)) or None for r in table.to_pylist()]
+        assert rules.decide(table).to_pylist() == want
+        assert len(set(want)) > 3
+    assert Rules(Thresholds.of({"niqe": 6.0})).decide(table.slice(0, 0)).to_pylist() == []

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from test_shard_helpers import make_dataset
 
-from curation import report, shard
+from curation import query, report, shard
 
 
 def test_report_writes_plots_grids_and_index(tmp_path):
@@ -36,3 +36,14 @@ def test_thresholds_flag_and_stats_parsing(tmp_path):
     (tmp_path / "s.json").write_text('{"thresholds": {"niqe": {"max": 7}, "nima": {"min": 4}, "brisque": 35}}')
     assert report.thresholds_from_stats(tmp_path / "s.json") == {"niqe": 7.0, "nima": 4.0, "brisque": 35.0}
     assert report.thresholds_from_stats(tmp_path / "absent.json") == {}
+
+
+@pytest.mark.parametrize("module", [report, query])
+def test_a_root_that_does_not_exist_is_refused_with_exit_2(module, tmp_path, capsys):
+    missing = tmp_path / "no-such-run"
+    args = ["--root", str(missing), "--out", str(tmp_path / "rep")] if module is report else ["SELECT 1", "--root", str(missing)]
+    with pytest.raises(SystemExit) as info:
+        module.main(args)
+    assert info.value.code == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()

@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
+
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -70,7 +70,7 @@ def test_report_renders_in_chromium_with_every_image_loaded(rendered, tmp_path):
     page.write_text((out / "index.html").read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
     dom = _browser(exe, page.as_uri(), "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
-    found = re.search(r'<pre id="check">(.*?)</pre>', dom.stdout, re.S)
+    found = re.search(r'<pre id="check">(.*?)</pre>', dom.stdout, re.DOTALL)
     assert found, "the check script did not run: " + dom.stdout[-1000:]
     check = json.loads(found.group(1).replace("&quot;", '"'))
     assert check["images"] >= 10 and check["broken"] == [] and check["empty"] == [] and check["blankCaptions"] == 0
@@ -96,24 +96,28 @@ def test_report_page_has_captions_whatif_and_reason_galleries(rendered):
 
 
 def test_what_if_counts_agree_with_the_filter_rule(tmp_path):
+    """Each what-if count equals the number of rows the filter's row-by-row rule keeps with that setting."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from curation.thresholds import Thresholds
+
     rng = np.random.default_rng(3)
     rows = [{"key": f"k{i}", "status": "ok" if i % 7 else "decode_error", "width": int(rng.integers(300, 2000)),
              "height": int(rng.integers(300, 2000)), "niqe": float(rng.uniform(2, 9)),
              "brisque": float(rng.uniform(5, 70)), "nima": float("nan") if i % 11 == 0 else float(rng.uniform(3, 7))}
             for i in range(300)]
-    import pyarrow as pa
-
-    table = pa.Table.from_pylist(rows)
-    thresholds = {"niqe": 6.0, "brisque": 45.0, "nima": 4.5}
-    for entry in what_if(table, thresholds, 1024):
-        moved = dict(thresholds)
-        side = 1024
+    rules = curation_filter.Rules(Thresholds.of({"niqe": 6.0, "brisque": 45.0, "nima": 4.5}), min_side=1024)
+    entries = what_if(pa.Table.from_pylist(rows), rules)
+    assert {e["setting"] for e in entries} == {"niqe", "brisque", "nima", "min_side"}
+    for entry in entries:
         if entry["setting"] == "min_side":
-            side = entry["value"]
+            moved = dataclasses.replace(rules, min_side=entry["value"])
         else:
-            moved[entry["setting"]] = entry["value"]
-        expected = sum(not curation_filter.row_reasons(r, moved, side) for r in rows)
-        assert entry["kept"] == expected, entry
+            moved = dataclasses.replace(rules, thresholds=Thresholds.of(
+                {**rules.thresholds.as_dict(), entry["setting"]: entry["value"]}))
+        assert entry["kept"] == sum(not moved.reasons(r) for r in rows), entry
 
 
 def test_run_without_patches_warns_on_the_page(tmp_path):

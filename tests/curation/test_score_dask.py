@@ -45,7 +45,7 @@ def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path, caps
     expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=2)
     # the CLI path, on the module's 2-worker cluster (NIMA with TEST-ONLY weights: test_score_inputs.py)
     argv = [str(tmp_path / "raw"), "--out", str(tmp_path / "scores"), "--metrics", "niqe,brisque",
-            "--min-side", "96", "--scheduler", client.scheduler.address]
+            "--scheduler", client.scheduler.address]
     assert score_main(argv) == 0
     out = capsys.readouterr().out
     assert "Dask dashboard" in out and "scored 8 image(s) in 4 shard(s)" in out and "download_failed=4" in out
@@ -73,7 +73,7 @@ def _executing(dask_worker):
 def test_killed_worker_is_survived_without_duplicates(client, tmp_path):
     expected_rows = _make_raw(tmp_path / "raw", n_shards=4, per_shard=3, size=(256, 256))  # ~0.5 s CPU per shard
     metrics = ("niqe", "brisque")
-    settings = build_settings(metrics, require(metrics), min_side=96)
+    settings = build_settings(metrics, require(metrics))
     killed: dict = {}
 
     def killer():  # SIGKILL a worker while it is executing a shard task (seen from the worker itself)

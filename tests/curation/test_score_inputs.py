@@ -59,8 +59,9 @@ def _samples() -> tuple[list[Sample], dict[str, str]]:
         (Sample("gray", encode(good, mode="L")), "ok"),
         (Sample("rgba", encode(rgba, fmt="PNG"), ext="png"), "ok"),
         (Sample("exif", _exif_rotated(good)), "ok"),
-        (Sample("small", encode(natural_image((80, 64), seed=2))), "too_small"),
-        (Sample("wide", encode(natural_image((640, 100), seed=3))), "extreme_aspect"),
+        (Sample("small", encode(natural_image((200, 120), seed=2))), "ok"),  # score measures; filter decides size
+        (Sample("wide", encode(natural_image((640, 100), seed=3))), "ok"),  # and aspect
+        (Sample("tiny", encode(natural_image((40, 32), seed=4))), "metric_error"),  # below NIQE's 96-px blocks
         (Sample("pdfonly", None, extra_members={"pdf": b"%PDF-1.4 not an image"}), "missing_image"),
         (Sample("pdfasjpg", b"%PDF-1.4 this is not an image at all"), "decode_error"),
         (Sample("dl404", None, status="failed_to_download", error_message="HTTP Error 404: Not Found"),
@@ -76,7 +77,7 @@ def scored(tmp_path_factory):
     samples, expected = _samples()
     write_raw_shard(tmp / "raw", "00000", samples)
     metrics = ("niqe", "brisque", "nima")
-    settings = build_settings(metrics, require(metrics), min_side=96, max_aspect=4.0, nima_batch=4)
+    settings = build_settings(metrics, require(metrics), nima_batch=4)
     res = score_shard(str(tmp / "raw"), str(tmp / "scores"), "00000", settings)
     return tmp, res, expected
 
@@ -93,14 +94,16 @@ def test_every_bad_input_is_a_recorded_status(scored):
             assert all(np.isfinite(row[m]) for m in ("niqe", "brisque", "nima")), key
         else:
             assert row["error"] and len(row["error"]) > 5, key
-            assert row["niqe"] is None and row["nima"] is None, key
+        if row["status"] in ("ok", "metric_error"):  # every decodable image has its geometry
+            assert row["width"] and row["height"], key
     assert "HTML" in rows["html"]["error"]
     assert "zero-byte" in rows["zero"]["error"]
     assert "exceeds" in rows["bomb"]["error"] and "pixels" in rows["bomb"]["error"]
     assert "pdfonly.pdf" in rows["pdfonly"]["error"]
     assert "404" in rows["dl404"]["error"]
-    assert "--min-side 96" in rows["small"]["error"]
-    assert "aspect ratio 6.40" in rows["wide"]["error"]
+    assert (rows["small"]["width"], rows["small"]["height"]) == (200, 120)
+    assert (rows["wide"]["width"], rows["wide"]["height"]) == (640, 100)
+    assert (rows["tiny"]["width"], rows["tiny"]["height"]) == (40, 32)
     assert (rows["exif"]["width"], rows["exif"]["height"]) == (128, 160)  # EXIF rotation applied
     assert (rows["good"]["width"], rows["good"]["height"]) == (160, 128)
     assert rows["good"]["sha256"] and rows["good"]["raw_shard"] == "00000" and rows["good"]["source"] == "test"
@@ -116,8 +119,8 @@ def test_metadata_names_variants_versions_and_test_only_weights(scored):
     assert meta["metrics"]["nima"]["test_only_weights"] is True  # never silently passed off as real
     assert meta["metrics"]["niqe"]["weight_origin"] == "package data"
     assert "LIVE" in meta["metrics"]["brisque"]["variant"]
-    assert meta["statuses"]["ok"] == 6
-    assert meta["settings"]["min_side"] == 96
+    assert meta["statuses"]["ok"] == 8
+    assert meta["settings"]["max_pixels"] == 178_956_970 and "min_side" not in meta["settings"]
 
 
 def test_existing_output_is_skipped_not_rescored(scored):

@@ -134,7 +134,7 @@ def test_duplicates_and_too_small_recorded_not_tiled(produced):
     assert manifest["image_errors"] == []
 
 
-def test_rerun_is_idempotent_and_redoes_an_incomplete_shard(produced, tmp_path):
+def test_rerun_is_idempotent_and_redoes_an_incomplete_shard(produced, tmp_path, capsys):
     out = produced["out"]
     before = _file_hashes(out)
     cli = ["--kept", str(produced["kept"]), "--raw", str(produced["raw"]), "--out", str(out), *ARGS, "--workers", "0"]
@@ -145,8 +145,10 @@ def test_rerun_is_idempotent_and_redoes_an_incomplete_shard(produced, tmp_path):
     (out / ".patches-000002.tar.deadbeef.tmp").write_bytes(b"stale temp")
     shard.main(cli)
     assert _file_hashes(out) == before
-    with pytest.raises(SystemExit, match="different kept.parquet or different flags"):
+    with pytest.raises(SystemExit) as exited:  # other settings: refused (stage contract), folder untouched
         shard.main([*cli, "--max-flat", "0.9"])
+    assert exited.value.code == 2 and "max_flat: recorded 0.5, now 0.9" in capsys.readouterr().err
+    assert _file_hashes(out) == before
 
 
 def test_bad_flags_are_refused(produced, tmp_path):
@@ -177,8 +179,8 @@ def test_bad_images_are_recorded_not_fatal(tmp_path):
 
 
 def test_empty_kept_table_gives_an_empty_manifest(tmp_path):
-    from curation.sharding.plan import PLAN_SCHEMA
-    pq.write_table(PLAN_SCHEMA.empty_table(), tmp_path / "kept.parquet")
+    from curation.layout import KEPT_SCHEMA
+    pq.write_table(KEPT_SCHEMA.empty_table(), tmp_path / "kept.parquet")
     (tmp_path / "raw").mkdir()
     manifest = shard.main(["--kept", str(tmp_path / "kept.parquet"), "--raw", str(tmp_path / "raw"),
                            "--out", str(tmp_path / "shards"), *ARGS, "--workers", "0"])

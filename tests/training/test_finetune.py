@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from tests.restoration_fixtures import make_test_sets, make_train_sets
 from training import finetune as ft
 from training import restoration_data as rd
-from training.finetune_schedule import epoch_samples_promptir, resolve_schedule
+from training.finetune_schedule import resolve_schedule
+from training.task_mix import official_composition
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def _tiny_init(path, arch="dynet"):
 def test_parse_tasks_and_missing_task_data(train_sets):
     assert rd.parse_tasks(["denoise,derain", "dehaze"]) == ["denoise", "derain", "dehaze"]
     assert rd.parse_tasks(["derain"]) == ["derain"]
-    with pytest.raises(ValueError, match="unknown task 'deblur'"):
-        rd.parse_tasks(["deblur"])
+    with pytest.raises(ValueError, match="unknown task 'inpaint'"):
+        rd.parse_tasks(["inpaint"])
     with pytest.raises(rd.DatasetLayoutError, match="--denoise-dirs"):
         rd.collect_train_sources(["denoise"])
     src = rd.collect_train_sources(["derain"], derain_dir=str(train_sets["derain"]))
@@ -73,13 +74,13 @@ def test_balanced_task_subset_sampling_and_patches(train_sets):
 
 def test_promptir_epoch_and_schedule():
     sizes = {"denoise": 5144, "derain": 200, "dehaze": 72135}  # BSD400+WED, Rain100L, OTS
-    n = epoch_samples_promptir(sizes, ["denoise", "derain", "dehaze"], 3)
+    n = official_composition(sizes, ["denoise", "derain", "dehaze"], (15, 25, 50)).total
     assert n == 9 * 5144 + 120 * 200 + 72135
     s = resolve_schedule(max_steps=0, warmup_steps=0, stop_at_step=None, epochs=150, warmup_epochs=15,
                          stop_epoch=120, epoch_samples=n, global_batch=32)
     assert s.steps_per_epoch == 4451 and s.max_steps == 150 * 4451
     assert s.warmup_steps == 15 * 4451 and s.stop_at_step == 120 * 4451
-    assert epoch_samples_promptir(sizes, ["derain"], 3) == 24000
+    assert official_composition(sizes, ["derain"], (15, 25, 50)).total == 24000
     step_based = resolve_schedule(max_steps=100, warmup_steps=10, stop_at_step=50, epochs=150, warmup_epochs=15,
                                   stop_epoch=120, epoch_samples=n, global_batch=32)
     assert (step_based.max_steps, step_based.warmup_steps, step_based.stop_at_step) == (100, 10, 50)

@@ -46,3 +46,37 @@ def get_protocol(name: str) -> Protocol:
         return PROTOCOLS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}") from None
+
+
+# ----------------------------------------------------------------------------- benchmarks
+@dataclass(frozen=True)
+class Benchmark:
+    """Which columns a table reports and averages (scored under a :class:`Protocol`).
+
+    * ``3task`` — DyNet/PromptIR Table 1: SOTS, Rain100L, BSD68 at σ 15/25/50, average of the five.
+    * ``5task`` — the five-degradation setting the field now reports (IDR, InstructIR, AdaIR,
+      MoCE-IR): SOTS outdoor, Rain100L, BSD68 σ25, GoPro (deblur), LOL-v1 (low-light), average of the
+      five; the models are trained on all five tasks (``training.finetune --tasks
+      denoise,derain,dehaze,deblur,lowlight``), scored with the same RGB convention (AdaIR's test.py
+      uses the PromptIR scoring).
+    """
+    name: str
+    columns: tuple[str, ...]
+    sigmas: tuple[int, ...]
+    description: str
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "3task": Benchmark("3task", ("SOTS", "Rain100L", "BSD68 σ15", "BSD68 σ25", "BSD68 σ50"), (15, 25, 50),
+                       "3-task all-in-one (DyNet/PromptIR Table 1): dehaze, derain, denoise σ15/25/50"),
+    "5task": Benchmark("5task", ("SOTS", "Rain100L", "BSD68 σ25", "GoPro", "LOL"), (25,),
+                       "5-task all-in-one: dehaze (SOTS), derain (Rain100L), denoise σ25 (BSD68), "
+                       "deblur (GoPro), low-light (LOL-v1)"),
+}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    try:
+        return BENCHMARKS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}") from None

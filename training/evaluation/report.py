@@ -11,12 +11,12 @@ from training.evaluation.metrics import mean_or_nan
 TABLE1_COLUMNS = ("SOTS", "Rain100L", "BSD68 σ15", "BSD68 σ25", "BSD68 σ50")
 
 
-def table1_average(columns: dict[str, dict]) -> dict:
-    """Mean PSNR/SSIM over the Table-1 columns present (the paper averages all five)."""
-    present = [c for c in TABLE1_COLUMNS if c in columns]
+def table1_average(columns: dict[str, dict], table: tuple[str, ...] = TABLE1_COLUMNS) -> dict:
+    """Mean PSNR/SSIM over the ``table`` columns present (the papers average all five)."""
+    present = [c for c in table if c in columns]
     return {"psnr": mean_or_nan([columns[c]["psnr"] for c in present]),
             "ssim": mean_or_nan([columns[c]["ssim"] for c in present]),
-            "columns": present, "complete": len(present) == len(TABLE1_COLUMNS)}
+            "columns": present, "complete": len(present) == len(table)}
 
 
 def _cell(psnr: float, ssim: float) -> str:
@@ -26,10 +26,10 @@ def _cell(psnr: float, ssim: float) -> str:
     return f"{p}/{ssim:.3f}"
 
 
-def _headers(runs: list[dict]) -> tuple[list[str], list[str]]:
+def _headers(runs: list[dict], table: tuple[str, ...] = TABLE1_COLUMNS) -> tuple[list[str], list[str]]:
     seen = {c for r in runs for c in r["columns"]}
-    main = [c for c in TABLE1_COLUMNS if c in seen]
-    extra = sorted(c for c in seen if c not in TABLE1_COLUMNS)
+    main = [c for c in table if c in seen]
+    extra = sorted(c for c in seen if c not in table)
     return main, extra
 
 
@@ -39,14 +39,15 @@ def _protocol_line(runs: list[dict]) -> str:
     return "\n".join(f"Protocol: **{n}** — {d}; {', '.join(seeding)}" for n, d in protos)
 
 
-def table1_markdown(runs: list[dict]) -> str:
-    """Markdown table, one row per run: Table-1 columns, their average, then extra columns."""
-    main, extra = _headers(runs)
-    avg_head = "Average" if len(main) == len(TABLE1_COLUMNS) else f"Average ({len(main)} of 5)"
+def table1_markdown(runs: list[dict], table: tuple[str, ...] = TABLE1_COLUMNS,
+                    average_key: str = "table1_average") -> str:
+    """Markdown table, one row per run: the table's columns, their average, then extra columns."""
+    main, extra = _headers(runs, table)
+    avg_head = "Average" if len(main) == len(table) else f"Average ({len(main)} of {len(table)})"
     head = ["Model"] + main + [avg_head] + extra
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
-        cols, avg = r["columns"], r["table1_average"]
+        cols, avg = r["columns"], r[average_key]
         cells = [_cell(cols[c]["psnr"], cols[c]["ssim"]) if c in cols else "–" for c in main]
         cells.append(_cell(avg["psnr"], avg["ssim"]))
         cells += [_cell(cols[c]["psnr"], cols[c]["ssim"]) if c in cols else "–" for c in extra]
@@ -65,7 +66,7 @@ def sweep_markdown(runs: list[dict]) -> str:
     head = ["reuse", "avg PSNR", "avg SSIM", "ms / image"] + [f"{c} PSNR" for c in main + extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
-        avg = r["table1_average"]
+        avg = r.get("benchmark_average", r["table1_average"])  # the chosen benchmark's average
         cells = [",".join(map(str, r["reuse"])), f"{avg['psnr']:.2f}", f"{avg['ssim']:.4f}",
                  f"{1000 * sweep_latency(r):.1f}"]
         cells += [f"{r['columns'][c]['psnr']:.2f}" if c in r["columns"] else "–" for c in main + extra]
@@ -86,7 +87,7 @@ def sweep_plot(runs: list[dict], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     xs = [1000 * sweep_latency(r) for r in runs]
-    ys = [r["table1_average"]["psnr"] for r in runs]
+    ys = [r.get("benchmark_average", r["table1_average"])["psnr"] for r in runs]
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     ax.plot(xs, ys, "o-")
     for x, y, r in zip(xs, ys, runs):
@@ -112,3 +113,25 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def load_runs(paths: list[str | Path]) -> list[dict]:
+    """Earlier ``evaluate --json`` results as runs for one table; each row is named by its file stem."""
+    import json
+
+    def back(obj: Any) -> Any:  # json_safe's strings -> floats again
+        if isinstance(obj, str) and obj in ("inf", "-inf", "nan"):
+            return float(obj)
+        if isinstance(obj, dict):
+            return {k: back(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [back(v) for v in obj]
+        return obj
+
+    runs = []
+    for p in paths:
+        run = back(json.loads(Path(p).read_text()))
+        if "columns" not in run:
+            raise ValueError(f"{p}: not a single-model evaluate --json result (a sweep?)")
+        runs.append({**run, "model": Path(p).stem})
+    return runs
