@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tempfile
 
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
