@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo profile test test-all bench clean
+.PHONY: install demo profile test test-all bench bench-score bench-gpu-score clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ profile: install
 
 bench: install
 	$(PY) benchmarks/model_speed.py --out benchmarks/results/model_speed_cpu.json
+
+bench-score: install
+	$(PY) benchmarks/curation_speed.py --engines fast pyiqa --device cpu --size 1024 --metrics niqe,brisque,nima --out benchmarks/results/curation_speed_cpu.json
+
+# on a machine with a CUDA GPU (torch with CUDA): both engines, same images, rates per GPU-second
+bench-gpu-score: install
+	$(PY) benchmarks/curation_speed.py --engines fast pyiqa --device cuda --size 1024 --metrics niqe,brisque,nima --out benchmarks/results/curation_speed_gpu.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

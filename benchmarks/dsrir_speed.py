@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common.atomic import atomic_write_json
 from common.cliconfig import parse_config
 from dynet_model.build import build_model
-from dynet_model.config import DYNET_S, ModelConfig
+from dynet_model.config import DYNET_S, default_config
 
 MODELS = {"dsrir": ("dsrir", None), "dynet-s": ("dynet", DYNET_S), "promptir": ("promptir", None)}
 
@@ -38,7 +38,7 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, reuse) -> torch.Tensor:
 
 def conv_gflops(arch: str, reuse, size: int) -> float:
     with torch.device("meta"):
-        model = build_model(ModelConfig(arch=arch))
+        model = build_model(default_config(arch))
         x = torch.empty(1, 3, size, size)
     with FlopCounterMode(display=False) as fc:
         _forward(model, x, reuse)
@@ -89,7 +89,7 @@ def _trim_heap() -> None:
 def measure(name: str, size: int, *, batch: int, warmup: int, repeats: int, device: str) -> dict:
     arch, reuse = MODELS[name]
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch=arch)).to(device).eval()
+    model = build_model(default_config(arch)).to(device).eval()
     x = torch.rand(batch, 3, size, size, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with torch.no_grad():

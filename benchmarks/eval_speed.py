@@ -47,12 +47,12 @@ def make_restorer(spec: str, device: str) -> Restorer:
     if spec == "identity":
         return identity_restorer()
     from dynet_model.build import build_model
-    from dynet_model.config import ModelConfig
+    from dynet_model.config import default_config
     from dynet_model.variants import parse_reuse
     arch, _, reuse = spec.partition("@")
     if arch in ("dynet-s", "dynet-l"):
         arch, reuse = "dynet", arch[-1]
-    cfg = ModelConfig(arch=arch)
+    cfg = default_config(arch)
     model = build_model(cfg).to(device).eval()
     r = tuple(parse_reuse(reuse or "l")) if arch == "dynet" else None
     return Restorer(name=spec, model=model, arch=arch, reuse=r)

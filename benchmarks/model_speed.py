@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from common.atomic import atomic_write_json
 from common.cliconfig import config_to_dict, parse_config
 from dynet_model.build import build_model
-from dynet_model.config import ModelConfig
+from dynet_model.config import default_config
 from dynet_model.flops import count_flops
 from dynet_model.measure import parse_model_name, prepare_model, time_forward
 from dynet_model.profile import environment
@@ -55,7 +55,7 @@ def run(cfg: SpeedConfig) -> dict:
     nets = {}
     for arch in dict.fromkeys(s.arch for s in specs):
         torch.manual_seed(0)
-        nets[arch] = prepare_model(build_model(ModelConfig(arch=arch)), cfg.device, channels_last)
+        nets[arch] = prepare_model(build_model(default_config(arch)), cfg.device, channels_last)
     results = []
     for size in cfg.sizes:
         # round-robin over the models (S, L, PromptIR, S, L, ...) so that a change in machine load
@@ -71,7 +71,7 @@ def run(cfg: SpeedConfig) -> dict:
                 peaks[spec.name] = max(peaks[spec.name], t.peak_mem_mb)
         for spec in specs:
             median = statistics.median(times[spec.name])
-            flops = count_flops(ModelConfig(arch=spec.arch), size, reuse=spec.reuse)
+            flops = count_flops(default_config(spec.arch), size, reuse=spec.reuse)
             row = {"model": spec.name, "size": size, "batch": cfg.batch, "images_per_s": cfg.batch / median,
                    "median_ms": median * 1e3, "times_ms": [v * 1e3 for v in times[spec.name]],
                    "peak_mem_mb": peaks[spec.name], "conv_gflops": flops.conv_g, "total_gflops": flops.total_g}

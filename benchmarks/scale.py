@@ -38,6 +38,12 @@ from common.atomic import atomic_write_json  # noqa: E402
 from common.cliconfig import parse_config  # noqa: E402
 
 TABLE_STAGES = ("filter", "plan", "query", "report", "listing")
+OUTPUTS = {"filter": ("kept.parquet", "decisions.parquet", "filter_stats.json"),  # what each stage writes
+           "plan": ("shards/plan.parquet", "shards/plan.json"), "report": ("report/*",)}
+
+
+def _bytes(root: Path, stage: str) -> int:
+    return sum(p.stat().st_size for pattern in OUTPUTS.get(stage, ()) for p in root.glob(pattern) if p.is_file())
 
 
 @dataclass
@@ -92,7 +98,8 @@ def table_stages(rows: int, work: Path, core: int) -> list[dict]:
         results.append({"stage": stage, "rows": rows, "seconds": round(res["seconds"], 4),
                         "cpu_seconds": round(res["cpu_seconds"], 4),
                         "process_seconds": round(wall, 3), "peak_rss_mb": round(rss, 1),
-                        "vm_hwm_mb": round(res["vm_hwm_mb"], 1), "result": res["result"]})
+                        "vm_hwm_mb": round(res["vm_hwm_mb"], 1), "bytes_written": _bytes(root, stage),
+                        "result": res["result"]})
         print(f"{stage:8s} rows={rows:>9,d} {res['seconds']:8.3f} s {res['cpu_seconds']:8.3f} CPU-s {rss:7.1f} MB "
               f"(result {res['result']})", flush=True)
     for r in results:

@@ -56,11 +56,15 @@ def _plan(root: Path):
 def _query(root: Path):
     from curation.query import run_query
 
-    def run() -> int:
-        results = {name: run_query(sql, root) for name, sql in QUERIES.items()}
+    def run() -> dict:
+        results, cpu = {}, {}
+        for name, sql in QUERIES.items():
+            start = time.process_time()
+            results[name] = run_query(sql, root)
+            cpu[name] = round(time.process_time() - start, 3)
         if results["lineage"].num_rows != 1:
             raise RuntimeError(f"lineage query returned {results['lineage'].num_rows} rows, expected 1")
-        return sum(t.num_rows for t in results.values())
+        return {"rows": sum(t.num_rows for t in results.values()), "cpu_seconds": cpu}
 
     return run
 

@@ -1,4 +1,4 @@
-"""Model configuration: one dataclass that rebuilds any network of the family.
+"""Model configurations: :class:`ModelConfig` (DyNet / PromptIR) and :class:`DSRIRConfig`; each rebuilds its network.
 
 The defaults are the official DyNet / PromptIR hyper-parameters (dim 48, heads 1/2/4/8, GDFN
 expansion 2.66, no conv bias, WithBias LayerNorm, 4 refinement blocks, 5 prompt components).
@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-ARCHS = ("dynet", "promptir", "dsrir")  # dsrir: fixed official DSRIR (only in/out_channels, bias used)
+ARCHS = ("dynet", "promptir")  # ModelConfig's archs; DSRIR has its own DSRIRConfig
+ALL_ARCHS = ("dynet", "promptir", "dsrir")
 
 DYNET_S = (2, 3, 3, 4)
 DYNET_L = (4, 6, 6, 8)
@@ -95,3 +96,79 @@ class ModelConfig:
     @classmethod
     def promptir(cls) -> ModelConfig:
         return cls(arch="promptir", reuse=DYNET_L)
+
+
+@dataclass
+class DSRIRConfig:
+    """DSRIR's constructor arguments (defaults: the official network, 3,516,837 parameters).
+
+    Its own dataclass because DSRIR shares no hyper-parameter with DyNet / PromptIR beyond the
+    channel counts; files written before it existed stored a ``ModelConfig`` with ``arch="dsrir"``
+    whose DyNet-only fields were never used: :func:`config_from_dict` reads them as this class.
+    """
+
+    arch: str = "dsrir"
+    in_channels: int = 3
+    out_channels: int = 3
+    sn1_feats: int = 32
+    sn2_feats: int = 48
+    sn3_feats: int = 64
+    feats_step1: int = 32
+    feats_step2: int = 16
+    kernel_size: int = 3
+    reduction: int = 8
+    bias: bool = False
+    sn1_blocks: tuple[int, int, int] = (2, 2, 2)
+    sn2_blocks: tuple[int, int] = (2, 4)
+    sn3_groups: int = 4
+
+    def __post_init__(self) -> None:
+        if self.arch != "dsrir":
+            raise ValueError(f"DSRIRConfig.arch must be 'dsrir', got {self.arch!r}")
+        self.sn1_blocks = tuple(int(v) for v in self.sn1_blocks)
+        self.sn2_blocks = tuple(int(v) for v in self.sn2_blocks)
+        if len(self.sn1_blocks) != 3 or len(self.sn2_blocks) != 2:
+            raise ValueError("sn1_blocks needs 3 entries and sn2_blocks 2")
+
+    def network_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`dynet_model.dsrir.DSRIR`."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "arch"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DSRIRConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        legacy = set(data) & _MODELCONFIG_ONLY
+        if legacy:  # an old ModelConfig(arch="dsrir"): only in/out_channels and bias reached DSRIR
+            data = {k: v for k, v in data.items() if k not in legacy}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown DSRIRConfig keys {unknown} (written by a newer version?)")
+        return cls(**data)
+
+
+_MODELCONFIG_ONLY = {f.name for f in dataclasses.fields(ModelConfig)} - {f.name for f in dataclasses.fields(DSRIRConfig)}
+AnyConfig = ModelConfig | DSRIRConfig
+
+
+def config_from_dict(data: dict[str, Any]) -> AnyConfig:
+    """The config of any network from its dict (``arch`` picks the class; old DSRIR dicts are read too)."""
+    return DSRIRConfig.from_dict(data) if data.get("arch") == "dsrir" else ModelConfig.from_dict(data)
+
+
+def config_from_json(text: str) -> AnyConfig:
+    return config_from_dict(json.loads(text))
+
+
+def default_config(arch: str) -> AnyConfig:
+    """The paper-size config of ``arch`` (what an official checkpoint of that architecture holds)."""
+    if arch == "dsrir":
+        return DSRIRConfig()
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ALL_ARCHS}, got {arch!r}")
+    return ModelConfig(arch=arch)

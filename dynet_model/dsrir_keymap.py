@@ -17,17 +17,6 @@ import torch
 _PREFIXES = ("module.", "model.", "net.")
 
 
-def _unwrap(obj: object) -> Mapping[str, torch.Tensor]:
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "params", "model"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                return inner
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
-    raise ValueError("not a DSRIR checkpoint: expected a state dict or a dict with a 'state_dict' entry")
-
-
 def official_key_to_ours(key: str) -> str:
     for prefix in _PREFIXES:
         while key.startswith(prefix):
@@ -79,6 +68,7 @@ def map_official_dsrir(official: Mapping[str, torch.Tensor]) -> tuple[dict[str, 
 
 def load_official_dsrir(path: str | Path, reference: Mapping[str, torch.Tensor]
                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Read an official ``.pth`` (weights_only) and map it; see :func:`map_official_state_dict`."""
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    return map_official_state_dict(_unwrap(obj), reference)
+    """Read an official ``.pth`` (the shared reader: ``weights_only=True``) and map it onto ``reference``."""
+    from dynet_model.checkpoint import read_official_state
+
+    return map_official_state_dict(read_official_state(path), reference)

@@ -14,7 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .build import build_model
-from .config import ModelConfig
+from .config import AnyConfig
 
 
 @dataclass
@@ -32,7 +32,7 @@ class FlopCount:
         return self.total / 1e9
 
 
-def count_flops(cfg: ModelConfig, height: int = 224, width: int | None = None,
+def count_flops(cfg: AnyConfig, height: int = 224, width: int | None = None,
                 reuse: Sequence[int] | None = None, batch: int = 1) -> FlopCount:
     """FLOPs of one forward pass of ``cfg``'s network on a ``batch x 3 x height x width`` input."""
     width = height if width is None else width

@@ -21,7 +21,7 @@ from common.atomic import atomic_write_json
 from common.cliconfig import parse_config
 
 from .build import OFFICIAL_PARAMS, build_model, count_params
-from .config import ModelConfig
+from .config import default_config
 from .flops import count_flops
 from .measure import parse_model_name, prepare_model, time_forward
 
@@ -51,11 +51,11 @@ def profile_models(cfg: ProfileConfig) -> list[dict]:
     nets: dict[str, torch.nn.Module] = {}
     rows = []
     for spec in specs:
-        mcfg = ModelConfig(arch=spec.arch)
+        mcfg = default_config(spec.arch)
         with torch.device("meta"):
             params = count_params(build_model(mcfg))
         flops = count_flops(mcfg, cfg.size, reuse=spec.reuse, batch=1)
-        row = {"model": spec.name, "arch": spec.arch, "reuse": list(spec.reuse or mcfg.reuse),
+        row = {"model": spec.name, "arch": spec.arch, "reuse": list(spec.reuse or getattr(mcfg, "reuse", ())),
                "params": params, "params_official": OFFICIAL_PARAMS[spec.arch], "size": cfg.size,
                "conv_gflops": round(flops.conv_g, 3), "total_gflops": round(flops.total_g, 3)}
         if not cfg.flops_only:

@@ -5,7 +5,8 @@
 
 * ``--checkpoint`` is required (no silent random weights): a ``.safetensors`` written by
   :func:`dynet_model.checkpoint.save_model` (rebuilds the network from its stored config), or an
-  official DyNet/PromptIR release (``.ckpt`` / ``.pth``, read with ``weights_only=True``; pass ``--arch``).
+  official DyNet/PromptIR/DSRIR release (``.ckpt`` / ``.pth``, read with ``weights_only=True``; its
+  architecture is detected, or named with ``--arch``) — all read by :func:`dynet_model.loading.load_any`.
 * ``--variant`` picks DyNet's reuse vector (``s``, ``l`` or ``2,3,3,4``); default: the checkpoint's.
 * Images of any size: ``--tile`` > 0 processes overlapping tiles blended with linear ramps; with
   ``--tile 0`` an image above ``--max-untiled-pixels`` is tiled automatically (512-px tiles).
@@ -33,8 +34,9 @@ from common.atomic import atomic_write_bytes, atomic_write_json
 from common.cliconfig import parse_config, save_config
 from common.imagedecode import DEFAULT_MAX_PIXELS, DecodeError
 
-from .checkpoint import load_model, model_from_official
-from .config import ModelConfig
+from .config import AnyConfig
+from .inference import restore_image
+from .loading import load_any, set_reuse
 from .restore_io import (
     InputItem,
     collect_inputs,
@@ -45,8 +47,6 @@ from .restore_io import (
     read_regular,
     side_by_side,
 )
-from .tiling import restore_tiled
-from .variants import parse_reuse
 
 _LOG = logging.getLogger("dynet_model.restore")
 AUTO_TILE = 512
@@ -62,7 +62,8 @@ class RestoreConfig:
         "help": "REQUIRED: .safetensors from save_model, or an official .ckpt/.pth release (see --arch)"})
     variant: str | None = field(default=None, metadata={
         "help": "DyNet reuse vector: s, l or e.g. 2,3,3,4 (default: the checkpoint's own)"})
-    arch: str = field(default="dynet", metadata={"help": "architecture of an official .ckpt/.pth: dynet or promptir"})
+    arch: str | None = field(default=None, metadata={
+        "help": "architecture of an official .ckpt/.pth: dynet | promptir | dsrir (default: detected from its keys)"})
     tile: int = field(default=0, metadata={"help": "tile size in pixels; 0 = whole image in one forward up to "
                                                    "--max-untiled-pixels, 512-px tiles above"})
     max_untiled_pixels: int = field(default=2_097_152, metadata={
@@ -78,28 +79,26 @@ class RestoreConfig:
     jpeg_quality: int = field(default=95, metadata={"help": "JPEG quality with --keep-format and a JPEG input"})
 
 
-def load_for_inference(checkpoint: str, arch: str, variant: str | None, device: str) -> tuple[torch.nn.Module, ModelConfig]:
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise SystemExit(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        model, cfg, _ = load_model(path, device=device)
-    else:
-        cfg = ModelConfig(arch=arch)
-        model = model_from_official(path, cfg).to(device)
-    if variant is not None:
-        if cfg.arch != "dynet":
-            raise SystemExit(f"--variant applies to DyNet only; this checkpoint is {cfg.arch}")
-        model.reuse = parse_reuse(variant)
-    return model.eval(), cfg
+def load_for_inference(checkpoint: str, arch: str | None, variant: str | None, device: str
+                       ) -> tuple[torch.nn.Module, AnyConfig]:
+    try:
+        loaded = load_any(checkpoint, arch=arch, device=device)
+        set_reuse(loaded.model, loaded.config, variant)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(str(exc)) from None
+    return loaded.model, loaded.config
+
+
+def _reuse_of(model: torch.nn.Module) -> list[int] | None:
+    """DyNet's depth vector for the report (None for networks without one)."""
+    reuse = getattr(model, "reuse", None)
+    return list(reuse) if reuse is not None else None
 
 
 def restore_array(model: torch.nn.Module, rgb: np.ndarray, tile: int, overlap: int, device: str) -> np.ndarray:
-    """H×W×3 float RGB in [0, 1] (uint8 is scaled) -> the restored float RGB in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb).copy()).permute(2, 0, 1)[None].float()
-    x = (x / 255.0 if rgb.dtype == np.uint8 else x).to(device)
-    y = restore_tiled(model, x, tile=tile, overlap=overlap)
-    return y[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    """H×W×3 RGB (uint8, or float in [0, 1]) -> the restored float RGB in [0, 1] (the model sits on ``device``)."""
+    x = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32, copy=False)
+    return restore_image(model, x, tile=tile, overlap=overlap)
 
 
 def tile_for(cfg: RestoreConfig, height: int, width: int) -> int:
@@ -161,7 +160,7 @@ def run(cfg: RestoreConfig) -> list[dict]:
         report.append(entry)
     ok = sum(e["status"] == "ok" for e in report)
     atomic_write_json(out_dir / "restore_report.json",
-                      {"model": mcfg.to_dict(), "reuse": list(getattr(model, "reuse", mcfg.reuse)),
+                      {"model": mcfg.to_dict(), "reuse": _reuse_of(model),
                        "restored": ok, "skipped": len(report) - ok, "images": report})
     _LOG.info("restored %d image(s), skipped %d; report: %s", ok, len(report) - ok, out_dir / "restore_report.json")
     missing = [e["input"] for e in report if e["status"] == "missing"]

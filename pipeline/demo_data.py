@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from training.augment import add_gaussian_noise
+
 BROKEN_NAME = "missing-photo.jpg"  # never served: img2dataset records an HTTP 404 for it
 
 
@@ -141,10 +143,10 @@ def write_noisy(clean: Path, dst: Path, sigma: float, seed: int = 0) -> Path:
     """``clean`` plus Gaussian noise of ``sigma`` (0-255 units), clipped, saved as PNG: the restore input."""
     if not dst.exists():
         img = np.asarray(Image.open(clean).convert("RGB"), dtype=np.float64)
-        noisy = img + np.random.RandomState(seed).normal(0.0, sigma, img.shape)
+        noisy = add_gaussian_noise(img, sigma, np.random.RandomState(seed), rounding="round")
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.stem + ".tmp.png")
-        Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(tmp)
+        Image.fromarray(noisy).save(tmp)
         tmp.replace(dst)
     return dst
 

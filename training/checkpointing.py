@@ -175,6 +175,16 @@ def prune_checkpoints(ckpt_root: str | Path, keep_last: int) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
+def _same_model_config(current: Any, stored: Any) -> bool:
+    """True when ``stored`` is an older spelling of ``current`` (e.g. DSRIR saved as a ModelConfig)."""
+    from dynet_model.config import config_from_dict
+
+    try:
+        return isinstance(stored, dict) and config_from_dict(stored).to_dict() == current
+    except (TypeError, ValueError):
+        return False
+
+
 def load_checkpoint(ckpt_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     model_config: Any = None, restore_global_rng: bool = True) -> dict:
     """Load weights (strict), optimizer state and RNG states; return ``state.json`` as a dict.
@@ -188,7 +198,7 @@ def load_checkpoint(ckpt_dir: str | Path, *, model: torch.nn.Module, optimizer: 
     if model_config is not None:
         current = model_config.to_dict() if hasattr(model_config, "to_dict") else model_config
         stored = state.get("model_config")
-        if json.loads(json.dumps(current)) != stored:
+        if json.loads(json.dumps(current)) != stored and not _same_model_config(current, stored):
             raise ValueError(f"{ckpt}: model config differs from the checkpoint's\n  now:  {current}\n  ckpt: {stored}")
     weights = load_file(str(ckpt / "model.safetensors"))
     device = next(iter(model.state_dict().values())).device if model.state_dict() else "cpu"

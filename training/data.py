@@ -36,6 +36,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from common.pngcodec import decode_png
 from curation.layout import MANIFEST_NAME, Manifest
+from training.augment import random_orientation, sample_rng
 from training.degrade import DegradeConfig, corrupt
 
 log = logging.getLogger(__name__)
@@ -187,11 +188,6 @@ def _worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def sample_rng(*key: int) -> np.random.Generator:
-    """A generator that is a pure function of the integer key, e.g. (seed, rank, worker, start, index)."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
-
-
 def split_for(urls: list[str], rank: int, world_size: int, worker: int, num_workers: int) -> list[str]:
     """This (rank, worker)'s disjoint share of the shards; shared when there are too few shards."""
     groups = world_size * num_workers
@@ -271,10 +267,7 @@ def random_crop_aug(img: np.ndarray, crop: int, rng: np.random.Generator, augmen
     y, x = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
     out = img[y:y + crop, x:x + crop]
     if augment:
-        t = int(rng.integers(8))
-        out = np.rot90(out, k=t % 4)
-        if t >= 4:
-            out = out[:, ::-1]
+        out = random_orientation(out, rng)
     return np.ascontiguousarray(out)
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from training.augment import gaussian_noise
+
 KINDS = ("jpeg", "gaussian", "random")
 
 
@@ -98,7 +100,7 @@ def degrade_whole(img: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig)
         return jpeg(img, q), "jpeg", float(q)
     if kind == "gaussian":
         sigma = float(rng.uniform(*cfg.gaussian_sigma))
-        out, name, level = x + rng.standard_normal(x.shape, dtype=np.float32) * sigma, "gaussian", sigma
+        out, name, level = x + gaussian_noise(x.shape, sigma, rng, dtype=np.float32), "gaussian", sigma
     elif rng.random() < 0.5:
         amp = float(rng.uniform(*cfg.uniform_amplitude))
         out, name, level = x + rng.uniform(-amp, amp, size=x.shape).astype(np.float32), "uniform", amp

@@ -3,7 +3,7 @@
     python -m training.evaluate --checkpoint runs/x/model_final.safetensors --variant s \\
         --sots test/dehaze --rain100l test/derain/Rain100L --bsd68 test/denoise/bsd68 --json out.json
     python -m training.evaluate --model identity --rain100l ...          # the degraded-input floor
-    python -m training.evaluate --official-checkpoint model.ckpt --arch promptir --bsd68 ...
+    python -m training.evaluate --checkpoint model.ckpt --arch promptir --bsd68 ...   # an official release
     python -m training.evaluate --checkpoint x.safetensors --sweep-depths 1,1,1,1 2,3,3,4 4,6,6,8 ...
     python -m training.evaluate --benchmark 5task --checkpoint x.safetensors --sots ... --rain100l ... \
         --bsd68 ... --gopro test/deblur/gopro --lol test/lowlight/lol     # the 5-task table
@@ -37,9 +37,9 @@ log = logging.getLogger("training.evaluate")
 @dataclass
 class EvalConfig:
     """Evaluate a restoration model on SOTS / Rain100L / BSD68 (and Urban100) by the paper's protocol."""
-    checkpoint: str | None = field(default=None, metadata={"help": "our model checkpoint (.safetensors from save_model / training, or a training checkpoints/step_N folder)"})
-    official_checkpoint: str | None = field(default=None, metadata={"help": "official DyNet/PromptIR .ckpt / state dict (read with weights_only=True, mapped by dynet_model's key map); needs --arch"})
-    arch: str = field(default="dynet", metadata={"help": "architecture of --official-checkpoint: dynet | promptir | dsrir (where dynet_model has it)"})
+    checkpoint: str | None = field(default=None, metadata={"help": "model weights: our .safetensors (from training / save_model, or a checkpoints/step_N folder) or an official DyNet/PromptIR/DSRIR .ckpt/.pth (read with weights_only=True, mapped by dynet_model's key map)"})
+    official_checkpoint: str | None = field(default=None, metadata={"help": "old spelling of --checkpoint (kept as an alias)"})
+    arch: str | None = field(default=None, metadata={"help": "architecture of an official .ckpt/.pth: dynet | promptir | dsrir (default: detected from its keys; ours carry their config)"})
     model: str = field(default="network", metadata={"help": "'network' (a checkpoint) or 'identity' (score the degraded inputs themselves: the floor)"})
     variant: str | None = field(default=None, metadata={"help": "DyNet reuse vector: s | l | 'f1,f2,f3,f4' (default: the checkpoint's own)"})
     bsd68: str | None = field(default=None, metadata={"help": "folder of clean BSD68 images (denoise; noise added per --sigmas)"})

@@ -15,7 +15,6 @@ docs/training-finetune-evaluate.md and docs/reproduce-table1.md.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,14 @@ import torch.nn.functional as F
 
 from common.atomic import atomic_write_json
 from common.cliconfig import config_to_dict, parse_config, save_config
+from common.stagefolder import StageRefused, refuse_exit
 from training import restoration_data as rd
 from training import task_mix
+from training.augment import draw_depth
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.finetune_schedule import Schedule, resolve_schedule
 from training.loop import LoopConfig, OptimConfig, StepResult, Trainer
+from training.runfolder import open_run_folder, run_settings
 
 log = logging.getLogger("training.finetune")
 
@@ -38,8 +40,8 @@ log = logging.getLogger("training.finetune")
 class FinetuneConfig:
     """Fine-tune DyNet / PromptIR on denoise / derain / dehaze (any subset), all-in-one or single-task."""
     out: str = field(metadata={"help": "run folder: checkpoints/, log.jsonl, tb/, model_final.safetensors"})
-    init: str | None = field(default=None, metadata={"help": "initial weights: our .safetensors (pre-training model_final / any save_model file, or a checkpoints/step_N folder) or an official .ckpt (via the key map, see --arch); omitted = from scratch"})
-    arch: str = field(default="dynet", metadata={"help": "dynet | promptir (for an official --init or a from-scratch run; ours carry their own config)"})
+    init: str | None = field(default=None, metadata={"help": "initial weights, any checkpoint: our .safetensors (pre-training model_final / any save_model file, or a checkpoints/step_N folder) or an official .ckpt/.pth (via the key map, see --arch); omitted = from scratch"})
+    arch: str | None = field(default=None, metadata={"help": "dynet | promptir: the architecture of an official --init (default: detected from its keys) or of a from-scratch run (default: dynet); ours carry their own config"})
     tiny_model: bool = field(default=False, metadata={"flag": "--tiny", "aliases": ["--tiny-model"], "help": "use ModelConfig.tiny(arch) when training from scratch (smoke tests only)"})
     tasks: list[str] = field(default_factory=lambda: ["denoise,derain,dehaze"], metadata={"help": "tasks to train, any subset of denoise derain dehaze deblur lowlight (comma or space separated; all five = the 5-task benchmark)"})
     task_mix: str = field(default="official", metadata={"help": "official: the official epoch (each sigma list = clean x3, Rain100L x120, OTS x1, GoPro x5, LOL x20, shuffled per epoch; 32.5/16.9/50.6 %% on the official 3-task sets) | uniform: task drawn uniformly per sample"})
@@ -71,6 +73,7 @@ class FinetuneConfig:
     ckpt_every: int = field(default=2000, metadata={"help": "steps between train-state checkpoints"})
     keep_last: int = field(default=3, metadata={"help": "complete checkpoints kept"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint under OUT/checkpoints"})
+    overwrite: bool = field(default=False, metadata={"help": "discard the outputs of an earlier run in OUT (needed when OUT holds a run and --resume is not given, or its settings differ)"})
     val_every: int = field(default=0, metadata={"help": "steps between validations (0 = none) on the --val-* sets"})
     val_sots: str | None = field(default=None, metadata={"help": "validation SOTS folder (evaluate's layout)"})
     val_rain100l: str | None = field(default=None, metadata={"help": "validation Rain100L folder"})
@@ -99,8 +102,8 @@ def make_step_fn(*, arch: str, variant: str, seed: int):
         if arch != "dynet":
             out = model(batch["lq"])
         else:
-            if fixed is None:  # same draw on every rank: a function of (seed, step)
-                reuse = s if random.Random(seed * 1_000_003 + step).random() < 0.5 else l
+            if fixed is None:  # same draw on every rank, the one pre-training uses: a function of (seed, step)
+                reuse = draw_depth((s, l), seed, step)
                 tag = "S" if reuse == s else "L"
             else:
                 reuse = fixed
@@ -146,31 +149,26 @@ def make_data_factory(dataset: rd.TaskMixDataset, *, batch_size: int, num_worker
 
 
 def build_finetune_model(cfg: FinetuneConfig):
-    """(model, ModelConfig): from our checkpoint's config, the official architecture, or tiny/full scratch."""
+    """(model, config): from the resumed checkpoint's config, ``--init`` (any checkpoint), or tiny/full scratch."""
     from dynet_model.build import build_model
-    from dynet_model.checkpoint import read_metadata
-    from dynet_model.config import ModelConfig
+    from dynet_model.config import ModelConfig, config_from_dict
+    from dynet_model.loading import load_any
     from training.checkpointing import latest_checkpoint
-    from training.evaluation.restorers import load_init_weights, resolve_model_file
 
     latest = latest_checkpoint(Path(cfg.out) / "checkpoints") if cfg.resume else None
     if latest is not None:  # weights come from the checkpoint; its config rebuilds the model
         import json
-        mcfg = ModelConfig.from_dict(json.loads((latest / "state.json").read_text())["model_config"])
+        mcfg = config_from_dict(json.loads((latest / "state.json").read_text())["model_config"])
         return build_model(mcfg), mcfg
-    init = resolve_model_file(cfg.init) if cfg.init else None
-    if init is not None and init.suffix == ".safetensors":
-        mcfg, _ = read_metadata(init)
-    elif init is not None:
-        mcfg = ModelConfig(arch=cfg.arch)
-    else:
-        mcfg = ModelConfig.tiny(cfg.arch) if cfg.tiny_model else ModelConfig(arch=cfg.arch)
-        log.warning("no --init: fine-tuning starts from random weights")
-    model = build_model(mcfg)
-    if init is not None:
-        skipped = load_init_weights(model, init, mcfg.arch)
-        log.info("initialised from %s%s", init, f" (skipped {len(skipped)} unused official keys)" if skipped else "")
-    return model, mcfg
+    if cfg.init:
+        loaded = load_any(cfg.init, arch=cfg.arch)
+        log.info("initialised from %s%s", loaded.path,
+                 f" (skipped {len(loaded.skipped)} unused official keys)" if loaded.skipped else "")
+        return loaded.model.train(), loaded.config
+    arch = cfg.arch or "dynet"
+    log.warning("no --init: fine-tuning starts from random weights")
+    mcfg = ModelConfig.tiny(arch) if cfg.tiny_model else ModelConfig(arch=arch)
+    return build_model(mcfg), mcfg
 
 
 def val_grid(sets, restorer, sigma: float, side: int = 128):
@@ -237,43 +235,52 @@ def main(argv: list[str] | None = None):
     comp = task_mix.official_composition(sources.sizes(), tasks, cfg.sigmas, mix=cfg.task_mix)
     env = init_distributed(cfg.device)
     try:
-        samples = cfg.epoch_samples or comp.total
-        sched: Schedule = resolve_schedule(
-            max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, stop_at_step=cfg.stop_at_step,
-            epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, stop_epoch=cfg.stop_epoch,
-            epoch_samples=samples, global_batch=cfg.batch_size * env.world_size)
-        torch.manual_seed(cfg.seed)  # a from-scratch init is reproducible too
-        model, mcfg = build_finetune_model(cfg)
-        if env.is_main:
-            Path(cfg.out).mkdir(parents=True, exist_ok=True)
-            save_config(cfg, Path(cfg.out) / "finetune_config.yaml")
-            atomic_write_json(Path(cfg.out) / "finetune_data.json",
-                              {"tasks": tasks, "sizes": sources.sizes(), "epoch_samples": samples,
-                               "schedule": vars(sched), "model_config": mcfg.to_dict()})
-            atomic_write_json(Path(cfg.out) / "epoch_composition.json", comp.to_dict())
-        log.info("tasks %s, data %s, %s mix %s, schedule %s", tasks, sources.sizes(), cfg.task_mix,
-                 {t: round(f, 4) for t, f in comp.fractions().items()}, sched)
-        dataset = rd.TaskMixDataset(sources, tasks=tasks, sigmas=cfg.sigmas, patch_size=cfg.patch_size, seed=cfg.seed,
-                                    mix=task_mix.make_mix(comp, tasks=tasks, sizes=sources.sizes(), seed=cfg.seed))
-        stop = sched.stop_at_step or sched.max_steps
-        trainer = Trainer(
-            model=model, model_config=mcfg, env=env, resume=cfg.resume,
-            data_factory=make_data_factory(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                                           env=env, stop_step=stop),
-            step_fn=make_step_fn(arch=mcfg.arch, variant=cfg.variant, seed=cfg.seed),
-            optim=OptimConfig(name="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, schedule="cosine",
-                              warmup_steps=sched.warmup_steps, min_lr=cfg.min_lr, grad_clip=cfg.grad_clip),
-            loop=LoopConfig(out_dir=cfg.out, max_steps=sched.max_steps, stop_at_step=sched.stop_at_step,
-                            log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
-                            val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed,
-                            hparams=config_to_dict(cfg)),
-            validate=make_validate(cfg, mcfg.arch))
-        result = trainer.run()
-        log.info("finished: %s at step %d (last checkpoint %s)", result.status, result.final_step, result.last_checkpoint)
-        return result
+        settings = {**run_settings(cfg, also_exclude=("ckpt_every",)), "tasks": tasks}  # "a,b" == "a b"
+        with open_run_folder(cfg.out, "finetune", settings, resume=cfg.resume, overwrite=cfg.overwrite, env=env):
+            return _run(cfg, env, tasks, sources, comp)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
     finally:
         cleanup(env)
 
+
+def _run(cfg: FinetuneConfig, env: DistEnv, tasks: list[str], sources: rd.TrainSources,
+         comp: task_mix.EpochComposition):
+    """Build the schedule, model, data and loop, and train (inside the locked run folder)."""
+    samples = cfg.epoch_samples or comp.total
+    sched: Schedule = resolve_schedule(
+        max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, stop_at_step=cfg.stop_at_step,
+        epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, stop_epoch=cfg.stop_epoch,
+        epoch_samples=samples, global_batch=cfg.batch_size * env.world_size)
+    torch.manual_seed(cfg.seed)  # a from-scratch init is reproducible too
+    model, mcfg = build_finetune_model(cfg)
+    if env.is_main:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        save_config(cfg, Path(cfg.out) / "finetune_config.yaml")
+        atomic_write_json(Path(cfg.out) / "finetune_data.json",
+                          {"tasks": tasks, "sizes": sources.sizes(), "epoch_samples": samples,
+                           "schedule": vars(sched), "model_config": mcfg.to_dict()})
+        atomic_write_json(Path(cfg.out) / "epoch_composition.json", comp.to_dict())
+    log.info("tasks %s, data %s, %s mix %s, schedule %s", tasks, sources.sizes(), cfg.task_mix,
+             {t: round(f, 4) for t, f in comp.fractions().items()}, sched)
+    dataset = rd.TaskMixDataset(sources, tasks=tasks, sigmas=cfg.sigmas, patch_size=cfg.patch_size, seed=cfg.seed,
+                                mix=task_mix.make_mix(comp, tasks=tasks, sizes=sources.sizes(), seed=cfg.seed))
+    stop = sched.stop_at_step or sched.max_steps
+    trainer = Trainer(
+        model=model, model_config=mcfg, env=env, resume=cfg.resume,
+        data_factory=make_data_factory(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                       env=env, stop_step=stop),
+        step_fn=make_step_fn(arch=mcfg.arch, variant=cfg.variant, seed=cfg.seed),
+        optim=OptimConfig(name="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, schedule="cosine",
+                          warmup_steps=sched.warmup_steps, min_lr=cfg.min_lr, grad_clip=cfg.grad_clip),
+        loop=LoopConfig(out_dir=cfg.out, max_steps=sched.max_steps, stop_at_step=sched.stop_at_step,
+                        log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
+                        val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed,
+                        hparams=config_to_dict(cfg)),
+        validate=make_validate(cfg, mcfg.arch))
+    result = trainer.run()
+    log.info("finished: %s at step %d (last checkpoint %s)", result.status, result.final_step, result.last_checkpoint)
+    return result
 
 if __name__ == "__main__":
     main()

@@ -71,5 +71,7 @@ class PretrainConfig:
     val_samples: int = field(default=16, metadata=_h("validation crops taken from the held-out shards"))
     max_consecutive_nonfinite: int = field(default=20, metadata=_h("stop after this many non-finite steps in a row"))
     resume: bool = field(default=False, metadata=_h("continue from the latest complete checkpoint in OUT/checkpoints"))
+    overwrite: bool = field(default=False, metadata=_h("discard the outputs of an earlier run in OUT (needed when OUT "
+                                                       "holds a run and --resume is not given, or its settings differ)"))
     progress: bool = field(default=True, metadata=_h("tqdm progress bar"))
     tensorboard: bool = field(default=True, metadata=_h("write TensorBoard scalars to OUT/tb"))

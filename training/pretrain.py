@@ -20,9 +20,11 @@ import torch.nn.functional as F
 import yaml
 
 from common.cliconfig import config_to_dict, parse_config, save_config
+from common.stagefolder import StageRefused, refuse_exit
 from dynet_model.build import build_model
 from dynet_model.config import ModelConfig
 from dynet_model.variants import parse_reuse
+from training.augment import draw_depth_index
 from training.data import (
     BatchStream,
     CropTooLarge,
@@ -32,12 +34,12 @@ from training.data import (
     check_crop,
     load_val_set,
     resolve_shards,
-    sample_rng,
 )
 from training.degrade import DegradeConfig
 from training.distributed import DistEnv, cleanup, init_distributed
 from training.loop import LoopConfig, NonFiniteLossError, OptimConfig, StepResult, train
 from training.params import PretrainConfig
+from training.runfolder import open_run_folder, run_settings
 from training.validation import Validator, variant_name
 
 log = logging.getLogger("training.pretrain")
@@ -51,7 +53,7 @@ class DynamicDepthStep:
     seed: int = 0
 
     def pick(self, step: int) -> int:
-        return int(sample_rng(self.seed, 0xD7, step).integers(len(self.variants)))
+        return draw_depth_index(len(self.variants), self.seed, step)
 
     def __call__(self, model: torch.nn.Module, batch: dict, step: int) -> StepResult:
         reuse = self.variants[self.pick(step)]
@@ -145,6 +147,11 @@ def run(cfg: PretrainConfig, env: DistEnv):
                  validate=_validator(cfg, variants) if env.is_main else None, extra_metrics=data.metrics)
 
 
+def pretrain_settings(cfg: PretrainConfig) -> dict:
+    """What decides the run folder's content; ``--max-steps`` may grow on resume under a constant LR."""
+    return run_settings(cfg, also_exclude=("max_steps",) if cfg.schedule == "constant" else ())
+
+
 def _sigterm_to_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -164,7 +171,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)  # preemption → checkpoint, like Ctrl-C
     env = init_distributed(cfg.device)
     try:
-        result = run(cfg, env)
+        with open_run_folder(cfg.out, "pretrain", pretrain_settings(cfg), resume=cfg.resume,
+                             overwrite=cfg.overwrite, env=env):
+            result = run(cfg, env)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
     except (NonFiniteLossError, CropTooLarge) as exc:
         log.error("%s", exc)
         sys.exit(2)

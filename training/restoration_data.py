@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from training.augment import PROMPTIR_MODES, add_gaussian_noise, orient_mode
 from training.evaluation.metrics import center_crop_multiple
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -126,16 +127,6 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def add_gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.RandomState) -> np.ndarray:
-    """Official rule: ``clip(clean + randn(*shape) * sigma, 0, 255).astype(uint8)`` (truncation).
-
-    ``rng`` is a legacy ``RandomState``: ``RandomState(0).randn`` draws exactly what
-    ``np.random.seed(0); np.random.randn`` draws in the official test code.
-    """
-    noise = rng.randn(*clean.shape)
-    return np.clip(clean + noise * sigma, 0, 255).astype(np.uint8)
-
-
 def iter_denoise_set(files: Sequence[Path], sigma: float, crop_base: int,
                      rng: np.random.RandomState) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(name, noisy uint8, clean uint8) per clean image, in the given (sorted) order."""
@@ -159,22 +150,7 @@ def iter_pair_set(pairs: Sequence[Pair], crop_base: int) -> Iterator[tuple[str, 
 
 def augment(img: np.ndarray, mode: int) -> np.ndarray:
     """PromptIR's ``data_augmentation`` modes 0..7 on H x W x C (1-7 are the non-identity ones)."""
-    if not 0 <= mode <= 7:
-        raise ValueError(f"augmentation mode must be 0..7, got {mode}")
-    out = _AUG[mode](img)
-    return np.ascontiguousarray(out)
-
-
-_AUG = {
-    0: lambda x: x,
-    1: lambda x: np.flipud(x),
-    2: lambda x: np.rot90(x),
-    3: lambda x: np.flipud(np.rot90(x)),
-    4: lambda x: np.rot90(x, k=2),
-    5: lambda x: np.flipud(np.rot90(x, k=2)),
-    6: lambda x: np.rot90(x, k=3),
-    7: lambda x: np.flipud(np.rot90(x, k=3)),
-}
+    return np.ascontiguousarray(orient_mode(img, mode, PROMPTIR_MODES))
 
 
 def random_patch(imgs: Sequence[np.ndarray], size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -289,7 +265,7 @@ class TaskMixDataset:
             gt = augment(random_patch([clean], self.patch_size, rng)[0], int(rng.integers(1, 8)))
             if sigma is None:
                 sigma = self.sigmas[int(rng.integers(len(self.sigmas)))]
-            lq = np.clip(gt + rng.standard_normal(gt.shape) * sigma, 0, 255).astype(np.uint8)
+            lq = add_gaussian_noise(gt, sigma, rng)
         else:
             pair = getattr(self.sources, task)[item]
             lq_img, gt_img = _crop16(read_rgb(pair.lq)), _crop16(read_rgb(pair.gt))

@@ -32,13 +32,15 @@ from pathlib import Path
 import torch
 
 from common.cliconfig import parse_config, save_config
+from common.stagefolder import StageRefused, refuse_exit
 from dynet_model.build import build_model
-from dynet_model.config import ModelConfig
+from dynet_model.config import DSRIRConfig
 from training.dsrir.data import PairPatchDataset, StepPlan, progressive_batches
 from training.dsrir.loss import DSRIRLossWeights, build_dsrir_loss
 from training.dsrir.schedule import ProgressiveSchedule
 from training.loop import LoopConfig, OptimConfig, StepResult, train
 from training.make_lists import MODES, missing_files, read_pair_list
+from training.runfolder import open_run_folder, run_settings
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,9 @@ class TrainDSRIRConfig:
     max_steps: int | None = field(default=None, metadata={
         "help": "stop after this many steps (the schedule still spans all epochs)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest complete checkpoint"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "discard the outputs of an earlier run in OUT (needed when OUT holds a run and --resume is not "
+                "given, or its settings differ)"})
     ckpt_every: int = field(default=2000, metadata={"help": "steps between checkpoints"})
     keep_last: int = field(default=3, metadata={"help": "checkpoints kept"})
     log_every: int = field(default=50, metadata={"help": "steps between log lines"})
@@ -123,7 +128,7 @@ def run(cfg: TrainDSRIRConfig):
     entries = _read_list(cfg)
     plan = StepPlan(schedule, len(entries))
     plan.validate()
-    model_cfg = ModelConfig(arch="dsrir")
+    model_cfg = DSRIRConfig()
     validate = _make_validator(cfg, plan, model_cfg)  # --val-dir checked before any work
     loss_fn = build_dsrir_loss(_loss_weights(cfg), verify_hash=cfg.vgg_verify_hash).to(env.device)
     dataset = PairPatchDataset(entries=entries, train_dir=cfg.train_dir, seed=cfg.seed, sigma_max=cfg.sigma_max)
@@ -157,7 +162,7 @@ def run(cfg: TrainDSRIRConfig):
                  loop=loop, env=env, resume=cfg.resume, extra_metrics=lambda: dict(last), validate=validate)
 
 
-def _make_validator(cfg: TrainDSRIRConfig, plan: StepPlan, model_cfg: ModelConfig):
+def _make_validator(cfg: TrainDSRIRConfig, plan: StepPlan, model_cfg: DSRIRConfig):
     if not cfg.val_dir:
         return None
     from training.dsrir import validation as val
@@ -175,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_config(TrainDSRIRConfig, argv)
     try:
-        result = run(cfg)
+        # --max-steps is a stop point here (the schedule spans all epochs): it may change on resume;
+        # the validation picks model_best, so its flags are settings
+        settings = run_settings(cfg, also_exclude=("max_steps", "ckpt_every", "vgg_verify_hash"),
+                                keep=("val_max_images",))
+        with open_run_folder(cfg.out, "train_dsrir", settings, resume=cfg.resume, overwrite=cfg.overwrite):
+            result = run(cfg)
+    except StageRefused as exc:
+        raise refuse_exit(exc) from None
     except (FileNotFoundError, ValueError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

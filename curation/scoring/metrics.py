@@ -148,8 +148,30 @@ def load_nima(path: str | Path, device: str = "cpu") -> torch.nn.Module:
     return net.float().to(device).eval()  # float() casts floating tensors only (fp16 files → fp32)
 
 
+def build_pyiqa_brisque(path: str | Path) -> torch.nn.Module:
+    """pyiqa's BRISQUE module ('original' variant) with the SVR loaded by us with ``weights_only=True``.
+
+    pyiqa's constructor reads the file with ``torch.load(weights_only=False)`` (issue 13 item 9); this
+    builds the same module without calling it: the attributes its constructor sets for the 'original'
+    variant, the tensors from :func:`curation.scoring.brisque.load_svr_tensors`. ``forward`` is pyiqa's.
+    """
+    ensure_torchvision_importable()
+    from pyiqa.archs.brisque_arch import BRISQUE
+
+    from curation.scoring.brisque import SVR_GAMMA, SVR_RHO, load_svr_tensors
+
+    net = BRISQUE.__new__(BRISQUE)
+    torch.nn.Module.__init__(net)
+    net.kernel_size, net.kernel_sigma, net.test_y_channel, net.version = 7, 7 / 6, True, "original"
+    net.gamma, net.rho, net.scale = SVR_GAMMA, SVR_RHO, 1
+    net.sv_coef, net.sv = load_svr_tensors(path)
+    return net.eval()
+
+
 class MetricSet:
-    """The metrics of one scoring run, built once; scores one decoded RGB image at a time."""
+    """The pyiqa engine (``--engine pyiqa``, the reference): built once; scores one decoded RGB image at a time."""
+
+    engine = "pyiqa"
 
     def __init__(self, metrics: Sequence[str], device: str, weight_paths: dict[str, str]):
         ensure_torchvision_importable()
@@ -161,6 +183,9 @@ class MetricSet:
         for name in self.metrics:
             spec = METRICS[name]
             if name == "nima":
+                continue
+            if name == "brisque":  # pyiqa's own constructor would torch.load(weights_only=False) the file
+                self.native[name] = build_pyiqa_brisque(weight_paths[name]).to(self.device)
                 continue
             self.native[name] = pyiqa.create_metric(spec.pyiqa_name, pretrained_model_path=weight_paths[name],
                                                     device=self.device)
@@ -180,6 +205,12 @@ class MetricSet:
                 out[name] = float(metric(x).reshape(-1)[0].item())
         return out
 
+    def score_image(self, rgb: np.ndarray) -> tuple[dict[str, float], torch.Tensor | None]:
+        """Native scores of one decoded image and its NIMA input (None without NIMA); the engine interface."""
+        x = self.to_tensor(rgb)
+        scores = self.score_native(x)
+        return scores, (self.nima_input(x) if self.nima is not None else None)
+
     def nima_input(self, x: torch.Tensor) -> torch.Tensor:
         """pyiqa NIMA's eval preprocessing geometry (shorter side → input size, centre crop), per image."""
         import torchvision.transforms.functional as TF
@@ -193,17 +224,29 @@ class MetricSet:
         return [float(v) for v in mos.reshape(-1).tolist()]
 
 
-_CACHE: dict[tuple, MetricSet] = {}
-BUILDS = 0  # how many MetricSets this process built (tests check "once per worker")
+ENGINES = ("fast", "pyiqa")
+_CACHE: dict[tuple, object] = {}
+BUILDS = 0  # how many metric sets this process built (tests check "once per worker")
 
 
-def get_metric_set(metrics: Sequence[str], device: str, weight_paths: dict[str, str]) -> MetricSet:
-    """The process-wide MetricSet for these settings: built on first use in each worker, then reused."""
-    key = (tuple(metrics), device, tuple(sorted(weight_paths.items())))
+def build_metric_set(metrics: Sequence[str], device: str, weight_paths: dict[str, str], engine: str = "fast"):
+    """A metric set of the given engine: ``fast`` (our NIQE/BRISQUE, the default) or ``pyiqa`` (the reference)."""
+    if engine == "fast":
+        from curation.scoring.engine import FastMetricSet
+
+        return FastMetricSet(metrics, device, weight_paths)
+    if engine == "pyiqa":
+        return MetricSet(metrics, device, weight_paths)
+    raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+
+
+def get_metric_set(metrics: Sequence[str], device: str, weight_paths: dict[str, str], engine: str = "fast"):
+    """The process-wide metric set for these settings: built on first use in each worker, then reused."""
+    key = (tuple(metrics), device, tuple(sorted(weight_paths.items())), engine)
     if key not in _CACHE:
-        _LOG.info("building metrics %s on %s (once per process)", ",".join(metrics), device)
+        _LOG.info("building %s metrics %s on %s (once per process)", engine, ",".join(metrics), device)
         global BUILDS
         _CACHE.clear()
-        _CACHE[key] = MetricSet(metrics, device, weight_paths)
+        _CACHE[key] = build_metric_set(metrics, device, weight_paths, engine)
         BUILDS += 1
     return _CACHE[key]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import signal
 import tarfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +39,7 @@ from curation.rawshards import iter_raw_tar, shard_paths
 from curation.scoring.metrics import get_metric_set
 
 _LOG = logging.getLogger(__name__)
+CRASH_HOOK_ENV = "CURATION_SCORE_TEST_KILL_ON_KEY"  # tests only: SIGKILL the worker when it reaches this key
 METADATA_KEY = SCORE_METADATA_KEY
 SCHEMA = SCORE_SCHEMA
 
@@ -50,6 +53,7 @@ class ScoreSettings:
     device: str = "cpu"
     max_pixels: int = 178_956_970
     nima_batch: int = 16
+    engine: str = "fast"  # fast (our NIQE/BRISQUE engine) or pyiqa (the reference)
     run_metadata: str = "{}"  # JSON (metric variants, versions, weight hashes) stored in every parquet
 
 
@@ -63,6 +67,8 @@ class ShardResult:
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # decode / metrics / nima, for images/s per stage
+    worker: str = ""  # the Dask worker that ran the task (images/s per worker)
 
 
 def output_path(out_dir: str | Path, shard_id: str) -> Path:
@@ -74,13 +80,18 @@ class _ShardScorer:
 
     def __init__(self, settings: ScoreSettings):
         self.settings = settings
-        self.metric_set = get_metric_set(settings.metrics, settings.device, dict(settings.weight_paths))
+        self.metric_set = get_metric_set(settings.metrics, settings.device, dict(settings.weight_paths),
+                                         engine=settings.engine)
         self.results: dict[str, dict] = {}
         self.pending: list[tuple[str, torch.Tensor]] = []
+        self.stage_seconds = {"decode": 0.0, "metrics": 0.0, "nima": 0.0}
 
     def add(self, key: str, data: bytes) -> None:
+        if os.environ.get(CRASH_HOOK_ENV) == key:  # test hook: die like an out-of-memory kill on this image
+            os.kill(os.getpid(), signal.SIGKILL)
         res = {"status": "ok", "error": None, "sha256_bytes": hashlib.sha256(data).hexdigest()}
         self.results[key] = res
+        t0 = time.perf_counter()
         try:
             rgb = decode_rgb(data, max_pixels=self.settings.max_pixels)
         except DecodeError as exc:
@@ -89,20 +100,40 @@ class _ShardScorer:
             res.update(status="too_large" if bomb else exc.status, error=exc.reason)
             return
         res["height"], res["width"] = int(rgb.shape[0]), int(rgb.shape[1])
+        t1 = time.perf_counter()
+        self.stage_seconds["decode"] += t1 - t0
+        if getattr(self.metric_set, "batched", False):  # GPU: NIQE/BRISQUE batched by size bucket
+            self._collect(self.metric_set.queue(key, rgb))
+            self.stage_seconds["metrics"] += time.perf_counter() - t1
+            return
         try:
-            x = self.metric_set.to_tensor(rgb)
-            res.update(self.metric_set.score_native(x))
-            if self.metric_set.nima is not None:
-                self.pending.append((key, self.metric_set.nima_input(x)))
+            scores, nima_in = self.metric_set.score_image(rgb)
+            res.update(scores)
+            if nima_in is not None:
+                self.pending.append((key, nima_in))
         except Exception as exc:  # a metric failing on one image is that image's status
             res.update(status="metric_error", error=f"{type(exc).__name__}: {exc}"[:500])
+        self.stage_seconds["metrics"] += time.perf_counter() - t1
         if len(self.pending) >= self.settings.nima_batch:
             self.flush()
+
+    def _collect(self, done: list) -> None:
+        """Results of a batched bucket: (key, scores, nima input, error) per image."""
+        for key, scores, nima_in, error in done:
+            if error is not None:
+                self.results[key].update(status="metric_error", error=error)
+                continue
+            self.results[key].update(scores)
+            if nima_in is not None:
+                self.pending.append((key, nima_in))
+            if len(self.pending) >= self.settings.nima_batch:
+                self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
         keys = [k for k, _ in self.pending]
+        t0 = time.perf_counter()
         try:
             scores = self.metric_set.score_nima([t for _, t in self.pending])
             for k, s in zip(keys, scores):
@@ -111,8 +142,11 @@ class _ShardScorer:
             for k in keys:
                 self.results[k].update(status="metric_error", error=f"nima: {type(exc).__name__}: {exc}"[:500])
         self.pending.clear()
+        self.stage_seconds["nima"] += time.perf_counter() - t0
 
     def finalize(self) -> None:
+        if getattr(self.metric_set, "batched", False):
+            self._collect(self.metric_set.drain())
         self.flush()
         for res in self.results.values():
             if res["status"] != "ok":
@@ -191,7 +225,25 @@ def score_shard(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettin
         _LOG.error("shard %s unreadable: %s", shard_id, exc)
         return ShardResult(shard=shard_id, written=False, error=f"{type(exc).__name__}: {exc}",
                            seconds=time.time() - start)
-    rows = [_row(r, shard_id, scorer.results.get(str(r.get("key"))), extra) for r in raw_rows]
+    statuses = _write_rows(out_path, shard_id, raw_rows, scorer.results, extra, settings, unlisted)
+    return ShardResult(shard=shard_id, written=True, rows=len(raw_rows), images=images,
+                       seconds=time.time() - start, statuses=statuses, worker=_worker_name(),
+                       stage_seconds=dict(scorer.stage_seconds))
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def _write_rows(out_path: Path, shard_id: str, raw_rows: list[dict], results: dict[str, dict],
+                extra: dict[str, list[str]], settings: ScoreSettings, unlisted: int) -> dict[str, int]:
+    """One row per raw-parquet row, written atomically with the run metadata; returns the status counts."""
+    rows = [_row(r, shard_id, results.get(str(r.get("key"))), extra) for r in raw_rows]
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -202,7 +254,27 @@ def score_shard(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettin
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write_bytes(out_path, sink.getvalue().to_pybytes())
-    return ShardResult(shard=shard_id, written=True, rows=len(rows), images=images,
+    return statuses
+
+
+def score_keys(raw_dir: str, shard_id: str, keys: list[str], settings: ScoreSettings) -> dict[str, dict]:
+    """Score only ``keys`` of a raw shard and return their per-image results (the isolation path)."""
+    torch.set_num_threads(1)
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    tar_path, _, _ = shard_paths(raw_dir, shard_id)
+    scorer = _ShardScorer(settings)
+    _read_tar(tar_path, set(keys), scorer)
+    scorer.finalize()
+    return scorer.results
+
+
+def write_scores(raw_dir: str, out_dir: str, shard_id: str, settings: ScoreSettings,
+                 results: dict[str, dict]) -> ShardResult:
+    """Write a shard's score file from per-image results gathered by the isolation path."""
+    start = time.time()
+    raw_rows = pq.read_table(shard_paths(raw_dir, shard_id)[1]).to_pylist()
+    statuses = _write_rows(output_path(out_dir, shard_id), shard_id, raw_rows, results, {}, settings, 0)
+    return ShardResult(shard=shard_id, written=True, rows=len(raw_rows), images=len(results),
                        seconds=time.time() - start, statuses=statuses)
 
 

@@ -49,6 +49,7 @@ def test_two_workers_score_every_row_once_and_rerun_skips(client, tmp_path, caps
     assert score_main(argv) == 0
     out = capsys.readouterr().out
     assert "Dask dashboard" in out and "scored 8 image(s) in 4 shard(s)" in out and "download_failed=4" in out
+    assert "images/s per stage (one worker core): decode" in out and "worker tcp://" in out
     table = _read_all(tmp_path / "scores")
     keys = table.column("key").to_pylist()
     assert len(keys) == expected_rows == len(set(keys))

@@ -22,7 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from test_score_support import Sample, encode, natural_image, write_raw_shard
-from test_shard_resume import _dataset
+from test_shard_helpers import encode as encode_png
+from test_shard_helpers import half_flat, textured
+from test_shard_helpers import write_raw_shard as write_patch_source
 
 from common.stagefolder import read_stage
 from curation import download, ingest, score, shard
@@ -120,9 +122,9 @@ def served(tmp_path):
         yield urls
 
 
-def test_download_resume_refuse_overwrite(served, tmp_path, capsys):
+def test_download_resume_refuse_overwrite(served, tmp_path, capsys, scheduler):
     raw = tmp_path / "raw"
-    base = ["--urls", str(served), "--out", str(raw), "--min-side", "64", "--workers", "1", "--timeout", "5",
+    base = ["--urls", str(served), "--out", str(raw), "--min-side", "64", "--scheduler", scheduler, "--timeout", "5",
             "--encode-format", "png", "--slice-timeout", "120", "--allow-private-addresses"]  # loopback server
     assert download.main(base)["rows_by_status"] == {"success": 2}
     first = list_complete_shards(raw)
@@ -196,6 +198,16 @@ def test_refilter_without_rescoring_keeps_600px_photos_with_their_scores(tmp_pat
     assert set(kept) == {"photo0", "photo1"}
     assert all(kept[k]["niqe"] == rows[k]["niqe"] and kept[k]["brisque"] == rows[k]["brisque"] for k in kept)
     assert {p.name: p.stat().st_mtime_ns for p in scores.iterdir()} == stamp  # never rescored
+
+
+def _dataset(root: Path, n: int) -> tuple[Path, Path]:
+    """raw/ with n 768x512 images (textured / half flat) and a kept.parquet listing them all."""
+    samples = [(f"im{i:03d}", encode_png((textured if i % 2 else half_flat)(512, 768, i)), 768, 512) for i in range(n)]
+    rows = write_patch_source(root / "raw", "00000", samples, "synthetic")
+    kept = [{**{k: r[k] for k in ("key", "source", "url", "sha256", "width", "height")}, "raw_shard": "00000",
+             "niqe": 3.0, "brisque": 20.0, "nima": 5.0, "status": "ok", "kept": True} for r in rows]
+    pq.write_table(pa.Table.from_pylist(kept), root / "kept.parquet")
+    return root / "kept.parquet", root / "raw"
 
 
 # ---- shard -------------------------------------------------------------------------------------

@@ -102,9 +102,9 @@ def test_conv_flops_224_match_official():
 def test_build_model_dispatch_and_safetensors_roundtrip(tmp_path):
     from dynet_model.build import build_model
     from dynet_model.checkpoint import load_model, load_official_checkpoint, save_model
-    from dynet_model.config import ModelConfig
+    from dynet_model.config import DSRIRConfig
 
-    cfg = ModelConfig(arch="dsrir")
+    cfg = DSRIRConfig()
     torch.manual_seed(2)
     net = build_model(cfg)
     assert isinstance(net, DSRIR) and count_parameters(net) == OFFICIAL_NUM_PARAMS
@@ -137,11 +137,11 @@ def test_restore_command_with_dsrir_checkpoints(tmp_path):
 
     from dynet_model import restore
     from dynet_model.checkpoint import save_model
-    from dynet_model.config import ModelConfig
+    from dynet_model.config import DSRIRConfig
 
     torch.manual_seed(3)
     net = DSRIR()
-    ours = save_model(tmp_path / "dsrir.safetensors", net, ModelConfig(arch="dsrir"))
+    ours = save_model(tmp_path / "dsrir.safetensors", net, DSRIRConfig())
     official = tmp_path / "model_best.pth"
     torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in net.state_dict().items()}}, official)
     src = tmp_path / "in" / "a.png"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dynet_model.checkpoint import save_model
-from dynet_model.config import ModelConfig
+from dynet_model.config import DSRIRConfig
 from dynet_model.dsrir import DSRIR
 from tests.restoration_fixtures import make_test_sets
 from training import evaluate as ev
@@ -29,7 +29,7 @@ def test_official_dsrir_checkpoint_evaluates_like_ours(tmp_path):
                 "optimizer": {"state": {}, "param_groups": [{"lr": 2e-4}]}}, official)
     net = DSRIR()
     net.load_state_dict(state, strict=True)
-    ours = save_model(tmp_path / "dsrir.safetensors", net, ModelConfig(arch="dsrir"))
+    ours = save_model(tmp_path / "dsrir.safetensors", net, DSRIRConfig())
     sets = make_test_sets(tmp_path / "d", n=1, size=(32, 40))
     rain = ["--rain100l", str(sets["rain100l"])]
     a = ev.main([*rain, "--official-checkpoint", str(official), "--arch", "dsrir", "--protocol", "dsrir"])

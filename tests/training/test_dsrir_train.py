@@ -121,6 +121,9 @@ def test_resume_continues_and_finishes(tiny_data, random_vgg_home_TEST_ONLY, tmp
     assert steps == [1, 2]
     _model, cfg, _ = load_model(out / "model_final.safetensors")
     assert cfg.arch == "dsrir"
+    with pytest.raises(SystemExit) as refused:  # the folder holds a run: --resume or --overwrite needed
+        train_dsrir.main(base)
+    assert refused.value.code == 2
 
 
 def test_clear_errors(tiny_data, tmp_path, monkeypatch, capsys):

@@ -130,6 +130,12 @@ def test_dynamic_variant_resume_is_exact(tmp_path, train_sets):
     ft.main(["--out", str(tmp_path / "b"), *common, "--stop-at-step", "4"])
     resumed = ft.main(["--out", str(tmp_path / "b"), *common, "--resume"])
     assert full.final_step == resumed.final_step == 8
+    with pytest.raises(SystemExit) as refused:  # the run folder holds a run: --resume or --overwrite needed
+        ft.main(["--out", str(tmp_path / "b"), *common])
+    assert refused.value.code == 2
+    with pytest.raises(SystemExit) as refused:  # --resume with another content-deciding setting
+        ft.main(["--out", str(tmp_path / "b"), *common, "--resume", "--lr", "1e-3"])
+    assert refused.value.code == 2
     from safetensors.torch import load_file
     wa, wb = load_file(str(tmp_path / "a" / "model_final.safetensors")), load_file(str(tmp_path / "b" / "model_final.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

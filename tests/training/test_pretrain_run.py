@@ -105,6 +105,12 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path, shards, repo_root):
     state = json.loads((out / "checkpoints" / "step_0000006" / "state.json").read_text())
     assert state["extra"]["world_size"] == 2
     load_model(out / "model_final.safetensors")
+    # a second launch into the finished run without --resume: rank 0 refuses, rank 1 follows (no deadlock)
+    again = subprocess.run([*cmd[:6], str(_free_port()), *cmd[7:]], cwd=repo_root, env=env, capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert again.returncode != 0 and "already holds a training run" in again.stderr, again.stderr[-3000:]
+    assert "rank 0 refused" in again.stderr
+    assert _log(out)[-1]["step"] == 6
 
 
 def test_saved_config_reloads_and_every_flag_has_help(tmp_path):

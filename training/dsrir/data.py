@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from training.augment import DSRIR_MODES, add_gaussian_noise, orient_mode
 from training.dsrir.schedule import ProgressiveSchedule
 from training.make_lists import PairEntry
 from training.restoration_data import read_rgb
@@ -43,17 +44,7 @@ log = logging.getLogger(__name__)
 
 def _augment(x: np.ndarray, a: int) -> np.ndarray:
     """HxWxC; the official mode numbering (flip(1) = vertical, flip(2) = horizontal on CHW)."""
-    if a == 1:
-        return x[::-1]
-    if a == 2:
-        return x[:, ::-1]
-    if 3 <= a <= 5:
-        return np.rot90(x, k=a - 2, axes=(0, 1))
-    if a == 6:
-        return np.rot90(x[::-1], axes=(0, 1))
-    if a == 7:
-        return np.rot90(x[:, ::-1], axes=(0, 1))
-    return x
+    return orient_mode(x, a, DSRIR_MODES)
 
 
 def _pad_to(x: np.ndarray, ps: int) -> np.ndarray:
@@ -62,11 +53,6 @@ def _pad_to(x: np.ndarray, ps: int) -> np.ndarray:
         return x
     mode = "reflect" if ph < x.shape[0] and pw < x.shape[1] else "edge"
     return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode=mode)
-
-
-def add_gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """uint8(clip(img + N(0, 1) * sigma, 0, 255)) - truncation, as the official code."""
-    return np.clip(img + rng.standard_normal(img.shape) * sigma, 0, 255).astype(np.uint8)
 
 
 def _to_tensor(x: np.ndarray) -> torch.Tensor:

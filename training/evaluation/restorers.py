@@ -1,4 +1,4 @@
-"""Restoration models as evaluate / fine-tune see them: our checkpoints, official ones, or identity.
+"""Restoration models as evaluate / fine-tune see them: any checkpoint (via dynet_model.loading.load_any) or identity.
 
 ``Restorer`` wraps a model (or nothing, for ``identity``) with the reuse vector to run it at, so
 evaluation code never needs to know the architecture. The dynet_model package is imported lazily so
@@ -47,37 +47,12 @@ class Restorer:
         return out
 
 
-def resolve_model_file(path: str | Path) -> Path:
-    """A model file, or a training checkpoint folder (``.../step_NNNNNNN/``) -> its ``model.safetensors``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"model checkpoint not found: {path}")
-    return path
-
-
 def identity_restorer() -> Restorer:
     return Restorer(name="identity", model=None, arch="identity")
 
 
-def build_official(path: str | Path, arch: str) -> tuple[torch.nn.Module, Any]:
-    """Our model with an official checkpoint's weights (through dynet_model's key map)."""
-    from dynet_model.build import build_model
-    from dynet_model.checkpoint import load_official_checkpoint
-    from dynet_model.config import ModelConfig
-
-    cfg = ModelConfig(arch=arch)
-    model = build_model(cfg)
-    state, skipped = load_official_checkpoint(str(path), arch)
-    model.load_state_dict(state, strict=True)
-    if skipped:
-        log.info("official checkpoint %s: skipped %d unused keys (%s...)", path, len(skipped), list(skipped)[:3])
-    return model, cfg
-
-
-def load_restorer(*, model: str, checkpoint: str | None, official_checkpoint: str | None,
-                  arch: str, variant: str | None, device: str) -> Restorer:
+def load_restorer(*, model: str, checkpoint: str | None, official_checkpoint: str | None = None,
+                  arch: str | None = None, variant: str | None = None, device: str = "cpu") -> Restorer:
     """Build the restorer named by evaluate's flags (see ``training.evaluate.EvalConfig``)."""
     if model == "identity":
         if checkpoint or official_checkpoint:
@@ -85,18 +60,21 @@ def load_restorer(*, model: str, checkpoint: str | None, official_checkpoint: st
         return identity_restorer()
     if model != "network":
         raise ValueError(f"--model must be 'network' or 'identity', got {model!r}")
-    if bool(checkpoint) == bool(official_checkpoint):
-        raise ValueError("give exactly one of --checkpoint (ours, .safetensors) or --official-checkpoint")
-    if checkpoint:
-        from dynet_model.checkpoint import load_model
-        path = resolve_model_file(checkpoint)
-        net, cfg, _meta = load_model(path, device="cpu")
-        name = path.parent.name if path.name == "model.safetensors" else path.stem
+    if checkpoint and official_checkpoint:
+        raise ValueError("--official-checkpoint is an old spelling of --checkpoint: give one of them")
+    checkpoint = checkpoint or official_checkpoint
+    if not checkpoint:
+        raise ValueError("give --checkpoint (ours .safetensors / a checkpoints/step_N folder, or an official .ckpt/.pth)")
+    from dynet_model.loading import load_any
+
+    loaded = load_any(checkpoint, arch=arch, device="cpu")
+    net, cfg = loaded.model, loaded.config
+    if loaded.official:
+        name = f"official-{cfg.arch}:{Path(checkpoint).stem}"
     else:
-        net, cfg = build_official(resolve_model_file(official_checkpoint), arch)
-        name = f"official-{arch}:{Path(official_checkpoint).stem}"
+        name = loaded.path.parent.name if loaded.path.name == "model.safetensors" else loaded.path.stem
     net = net.to(device).eval()
-    arch_name = getattr(cfg, "arch", arch)
+    arch_name = cfg.arch
     reuse = None
     if arch_name == "dynet":
         from dynet_model.variants import parse_reuse
@@ -104,24 +82,4 @@ def load_restorer(*, model: str, checkpoint: str | None, official_checkpoint: st
         name = f"{name}@{','.join(map(str, reuse))}"
     elif variant:
         raise ValueError(f"--variant applies to DyNet checkpoints only (this one is {arch_name})")
-    cfg_dict = cfg.to_dict() if hasattr(cfg, "to_dict") else None
-    return Restorer(name=name, model=net, arch=arch_name, reuse=reuse, model_config=cfg_dict)
-
-
-def load_init_weights(model: torch.nn.Module, path: str | Path, arch: str) -> list[str]:
-    """Copy weights from our ``.safetensors`` (or a checkpoint folder) or an official one into ``model``.
-
-    Returns the skipped official keys (empty for ours). Shapes must match exactly.
-    """
-    path = resolve_model_file(path)
-    if path.suffix == ".safetensors":
-        from dynet_model.checkpoint import load_model
-        src, cfg, _ = load_model(str(path), device="cpu")
-        if getattr(cfg, "arch", arch) != arch:
-            raise ValueError(f"--init {path} is a {cfg.arch} model but fine-tuning builds {arch}")
-        model.load_state_dict(src.state_dict(), strict=True)
-        return []
-    from dynet_model.checkpoint import load_official_checkpoint
-    state, skipped = load_official_checkpoint(str(path), arch)
-    model.load_state_dict(state, strict=True)
-    return list(skipped)
+    return Restorer(name=name, model=net, arch=arch_name, reuse=reuse, model_config=cfg.to_dict())
