@@ -18,6 +18,7 @@ JSON: ``{"stages": [{"stage", "rows", "seconds", "peak_rss_mb", ...}], "growth_p
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -34,8 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from common.atomic import atomic_write_json  # noqa: E402
-from common.cliconfig import parse_config  # noqa: E402
+from common.atomic import atomic_write_json
+from common.cliconfig import parse_config
 
 TABLE_STAGES = ("filter", "plan", "query", "report", "listing")
 OUTPUTS = {"filter": ("kept.parquet", "decisions.parquet", "filter_stats.json"),  # what each stage writes
@@ -51,7 +52,7 @@ class ScaleConfig:
     """Time every table stage at growing row counts (one core each) and the image stages on 2 workers."""
 
     rows: list[int] = field(default_factory=lambda: [1000, 10000, 100000], metadata={
-        "help": "candidate-image counts to synthesise (raw rows = score rows; kept ≈ 55 %%; patches ≈ 4 per kept image)"})
+        "help": "candidate-image counts to synthesise (raw rows = score rows; ≈ 50 %% kept; ≈ 8 patches per kept image)"})
     images: int = field(default=0, metadata={"help": "photo-like images for the image stages; 0 skips them (default 0)"})
     image_side: int = field(default=1024, metadata={"help": "shorter side of the generated images (default 1024)"})
     images_per_shard: int = field(default=50, metadata={"help": "images per raw shard in the image run (default 50)"})
@@ -113,7 +114,7 @@ def growth(stages: list[dict], key: str = "seconds") -> dict[str, dict[str, floa
     out: dict[str, dict[str, float]] = {}
     for name in TABLE_STAGES:
         pts = sorted((s["rows"], s[key]) for s in stages if s["stage"] == name)
-        for (r0, t0), (r1, t1) in zip(pts, pts[1:]):
+        for (r0, t0), (r1, t1) in itertools.pairwise(pts):
             exponent = math.log10(r1 / r0)
             out.setdefault(name, {})[f"{r0}->{r1}"] = round((max(t1, 1e-3) / max(t0, 1e-3)) ** (1 / exponent), 2)
     return out

@@ -36,7 +36,8 @@ NOT_SETTINGS = frozenset({
     "out", "resume", "overwrite", "config",
     "workers", "num_workers", "threads", "device", "compile", "channels_last",
     "progress", "tensorboard", "log_every", "keep_last", "max_consecutive_nonfinite",
-    "val_every", "val_samples", "val_shards", "val_sots", "val_rain100l", "val_bsd68", "val_max_images",
+    "val_every", "val_samples", "val_shards", "val_sots", "val_rain100l", "val_bsd68", "val_gopro", "val_lol",
+    "val_max_images",
     "stop_at_step", "stop_epoch",
 })
 

@@ -13,7 +13,7 @@ What is computed (pyiqa's 'original' variant, re-derived; shared steps in :mod:`
 
 The SVR file is read with ``torch.load(weights_only=True)`` (a tuple of two float64 tensors): nothing is
 unpickled. pyiqa runs BRISQUE in float32; we accumulate in float64, so the two differ by pyiqa's own
-float32 rounding (measured: < 1e-4 relative on photos; the tests hold 1e-3).
+float32 rounding (measured: < 3.5e-4 relative on photos; see docs/curation-score.md).
 
 The image is processed in row strips: only one strip of coefficient rows, the previous row (vertical
 neighbours) and the first row (the wrap-around pair) are held at a time.

@@ -51,20 +51,28 @@ def isolate_shard(client: Client, raw_dir: str, out_dir: str, shard_id: str, set
 
     chunks = [keys[: len(keys) // 2], keys[len(keys) // 2:]] if len(keys) > 1 else [keys]
     pending = {submit(c): c for c in chunks if c}
+    suspects: list[str] = []
     queue = as_completed(list(pending))
     for fut in queue:
         chunk = pending.pop(fut)
         try:
             results.update(fut.result())
-        except Exception as exc:  # this chunk kills its worker (or raises): split it, or name the culprit
+        except Exception:  # this chunk kills its worker (or raises): split it, or hold the image as a suspect
             if len(chunk) == 1:
-                results[chunk[0]] = _culprit(chunk[0], exc)
-                culprits.append(chunk[0])
+                suspects.append(chunk[0])
                 continue
             for half in (chunk[: len(chunk) // 2], chunk[len(chunk) // 2:]):
                 new = submit(half)
                 pending[new] = half
                 queue.add(new)
+    # A worker that dies fails every task it held, so an innocent image can fail beside the culprit:
+    # each suspect is confirmed alone, one at a time, before it is blamed.
+    for key in suspects:
+        try:
+            results.update(submit([key]).result())
+        except Exception as exc:
+            results[key] = _culprit(key, exc)
+            culprits.append(key)
     res = client.submit(write_scores, raw_dir, out_dir, shard_id, settings, results, pure=False,
                         resources=resources).result()
     _LOG.warning("shard %s written after isolation; culprit image(s): %s", shard_id, ", ".join(culprits) or "none")

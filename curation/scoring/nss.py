@@ -153,15 +153,32 @@ def _half_rows_kernel(p, tk, tw, out):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _half_cols_kernel(q, tk, tw, out):  # pragma: no cover - compiled
-    """out[:, j] = sum_t tw[t] * q[:, 2j + tk[t]], same arithmetic along the rows."""
+    """out[:, j] = sum_t tw[t] * q[:, 2j + tk[t]], same arithmetic along the rows.
+
+    Each row is split into its even and odd samples first, so every tap reads a unit-stride run
+    (vectorisable) while each output still adds its taps in order.
+    """
+    half = (q.shape[1] + 1) // 2
+    even = np.empty(half, np.float32)
+    odd = np.empty(half, np.float32)
     for r in range(out.shape[0]):
         qr = q[r]
+        for j in range(q.shape[1] // 2):
+            even[j] = qr[2 * j]
+            odd[j] = qr[2 * j + 1]
+        if q.shape[1] % 2:
+            even[half - 1] = qr[q.shape[1] - 1]
         o = out[r]
-        for j in range(o.shape[0]):
-            acc = tw[0] * qr[2 * j + tk[0]]
-            for t in range(1, tk.shape[0]):
-                acc = acc + tw[t] * qr[2 * j + tk[t]]
-            o[j] = acc
+        for t in range(tk.shape[0]):
+            src = even if tk[t] % 2 == 0 else odd
+            off = tk[t] // 2
+            w = tw[t]
+            if t == 0:
+                for j in range(o.shape[0]):
+                    o[j] = w * src[j + off]
+            else:
+                for j in range(o.shape[0]):
+                    o[j] = o[j] + w * src[j + off]
 
 
 def _half_1d(p: np.ndarray, n_out: int, axis: int) -> np.ndarray:

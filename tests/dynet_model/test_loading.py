@@ -16,7 +16,7 @@ from dynet_model.build import build_model
 from dynet_model.checkpoint import model_from_official, save_model
 from dynet_model.config import DSRIRConfig, ModelConfig
 from dynet_model.loading import load_any, load_model
-from tests.dynet_model.test_model_official import random_official_state
+from tests.dynet_model.official_states import random_official_state
 
 
 def test_ours_from_a_file_or_a_step_folder_and_arch_is_checked(tmp_path):

@@ -8,10 +8,7 @@ our network's output with an independent functional re-implementation of the off
 
 from __future__ import annotations
 
-import json
-import math
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,30 +18,7 @@ from dynet_model.build import build_model
 from dynet_model.checkpoint import load_official_checkpoint, model_from_official
 from dynet_model.config import DYNET_L, DYNET_S, ModelConfig
 from dynet_model.keymap import UNUSED_PREFIXES, map_official_state_dict
-
-DATA = Path(__file__).resolve().parents[2] / "dynet_model" / "data"
-
-
-def official_shapes(arch: str) -> dict[str, list[int]]:
-    return json.loads((DATA / f"{arch}_state_dict_shapes.json").read_text())["state_dict"]
-
-
-def random_official_state(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, shape in official_shapes(arch).items():
-        if ".norm" in key and key.endswith("weight"):
-            t = 1 + 0.1 * torch.randn(shape, generator=g)
-        elif key.endswith("bias"):
-            t = 0.1 * torch.randn(shape, generator=g)
-        elif key.endswith("temperature"):
-            t = 0.5 + torch.rand(shape, generator=g)
-        elif key.endswith("prompt_param"):
-            t = torch.rand(shape, generator=g)
-        else:
-            t = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
-        out[key] = t
-    return out
+from tests.dynet_model.official_states import official_shapes, random_official_state
 
 
 # ---------------- independent functional reference of the official forward ----------------

@@ -74,3 +74,10 @@ def test_five_task_finetune_mix(tmp_path):
     assert comp["repeats"]["deblur"] == 5 and comp["repeats"]["lowlight"] == 20
     val = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "val/psnr/average" in line]
     assert len(val) == 1 and val[0]["val/psnr/average"] == val[0]["val/psnr/GoPro"]  # 5-task average of what is given
+
+
+def test_five_task_validation_sets_are_not_run_settings():
+    from training.runfolder import run_settings
+
+    settings = run_settings(ft.FinetuneConfig(out="x", val_gopro="g", val_lol="l", deblur_dir="d"))
+    assert "val_gopro" not in settings and "val_lol" not in settings and settings["deblur_dir"] == "d"
