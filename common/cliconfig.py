@@ -7,6 +7,12 @@ and explicit flags win. :func:`save_config` writes the resolved config beside th
 Supported field types: ``int``, ``float``, ``str``, ``bool`` (``--flag`` / ``--no-flag``),
 ``X | None``, ``list[X]`` / ``tuple[X, ...]`` (``nargs``). ``metadata={"positional": True}`` makes a
 positional argument (``nargs="+"`` for list fields).
+
+One flag vocabulary across commands without breaking old command lines: ``metadata={"flag": "--workers"}``
+sets the spelling of a field whose name differs (the YAML key stays the field name), and
+``metadata={"aliases": ["--num-workers"]}`` keeps old spellings working, hidden from ``--help`` (the
+main flag's help names them). A positional field with aliases may be given either way
+(``score RAW`` or ``score --raw RAW``). Fields without a default are marked ``REQUIRED`` in ``--help``.
 """
 
 from __future__ import annotations
@@ -52,22 +58,39 @@ def build_parser(cls: type, description: str = "") -> argparse.ArgumentParser:
     for f in dataclasses.fields(cls):
         elem, seq, _ = _unwrap(hints[f.name])
         help_text = f.metadata.get("help", "")
+        aliases = list(f.metadata.get("aliases", []))
         if f.name in defaults and "default" not in help_text.lower():
             shown = defaults[f.name]
             if isinstance(shown, (list, tuple)):
                 shown = " ".join(str(v) for v in shown) or "none"
             help_text = f"{help_text} (default: {str(shown).replace('%', '%%')})"
+        elif f.name not in defaults and not help_text.startswith("REQUIRED"):
+            help_text = f"REQUIRED: {help_text}"
+        if aliases:
+            help_text = f"{help_text} (old spelling{'s' if len(aliases) > 1 else ''} {', '.join(aliases)} still accepted)"
         if f.metadata.get("positional"):
-            parser.add_argument(f.name, type=elem, nargs="+" if seq else None, help=help_text)
+            nargs = ("*" if seq else "?") if aliases else ("+" if seq else None)
+            extra = {"default": argparse.SUPPRESS} if aliases else {}
+            parser.add_argument(f.name, type=elem, nargs=nargs, help=help_text, **extra)
+            for alias in aliases:  # the same value as a flag: `score --raw RAW` as well as `score RAW`
+                parser.add_argument(alias, dest=f.name, type=elem, nargs="+" if seq else None,
+                                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
             continue
-        flag = "--" + f.name.replace("_", "-")
-        if elem is bool and not seq:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(flag, dest=f.name, type=elem, nargs="+" if seq else None,
-                                default=argparse.SUPPRESS, help=help_text)
+        for i, spelling in enumerate([flag_of(f), *aliases]):
+            shown_help = help_text if i == 0 else argparse.SUPPRESS  # aliases: accepted, not listed
+            if elem is bool and not seq:
+                parser.add_argument(spelling, dest=f.name, action=argparse.BooleanOptionalAction,
+                                    default=argparse.SUPPRESS, help=shown_help)
+            else:
+                parser.add_argument(spelling, dest=f.name, type=elem, nargs="+" if seq else None,
+                                    default=argparse.SUPPRESS, help=shown_help,
+                                    metavar=flag_of(f).lstrip("-").upper().replace("-", "_"))
     return parser
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The command-line spelling of a field: ``metadata["flag"]``, else ``--field-name``."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
 def _defaults(cls: type) -> dict:
@@ -94,9 +117,9 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
             parser.error(f"{config_path}: unknown keys {unknown}")
         values.update(loaded)
     values.update({k: v for k, v in ns.items() if v is not None or k not in values})
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
+    missing = [f for f in dataclasses.fields(cls) if f.name not in values]
     if missing:
-        parser.error(f"missing required option(s): {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        parser.error(f"missing required option(s): {', '.join(flag_of(f) for f in missing)}")
     hints = typing.get_type_hints(cls)
     for name, tp in hints.items():  # YAML lists -> tuples where the field is a tuple
         if typing.get_origin(_strip_optional(tp)) is tuple and isinstance(values.get(name), list):

@@ -34,7 +34,9 @@ from curation import flatviz
 from curation.layout import METRIC_COLUMNS
 from curation.layout import METRICS as METRIC_TABLE
 from curation.query import table_sources
+from curation.reporting.gallery import STYLE, split_reasons
 from curation.reporting.grid import load_sources, patch_grid_from_tars, thumbnail_grid
+from curation.reporting.sections import SectionSettings, build_sections
 from curation.sharding import flat, tiling
 from curation.thresholds import Thresholds
 
@@ -53,7 +55,10 @@ class ReportConfig:
         "help": "niqe=…,brisque=…,nima=… to mark; default: read from filter_stats.json when present"})
     samples: int = field(default=16, metadata={"help": "images / patches per grid (default 16)"})
     seed: int = field(default=0, metadata={"help": "random seed for the grids (default 0)"})
-    thumb: int = field(default=160, metadata={"help": "thumbnail side in pixels (default 160)"})
+    thumb: int = field(default=320, metadata={"help": "thumbnail side in pixels (default 320)"})
+    crop: int = field(default=192, metadata={"help": "side of the 1:1 centre crop shown beside each thumbnail, "
+                                                     "to judge sharpness (default 192)"})
+    per_reason: int = field(default=6, metadata={"help": "example images per drop reason (default 6)"})
 
 
 def parse_thresholds(text: str) -> dict[str, float]:
@@ -143,8 +148,9 @@ def reason_counts(table: pa.Table) -> dict[str, int]:
     keys = pa.table({"kept": pa.array(_kept(table)), **cols})
     counts: dict[str, int] = {}
     for g in keys.group_by(["kept", "drop_reason", "status"]).aggregate([([], "count_all")]).to_pylist():
-        label = "kept" if g["kept"] else str(g["drop_reason"] or g["status"] or "dropped")
-        counts[label] = counts.get(label, 0) + g["count_all"]
+        labels = ["kept"] if g["kept"] else split_reasons([g["drop_reason"] or g["status"] or "dropped"])
+        for label in labels:  # one bar per single reason: an image dropped for two reasons counts in both
+            counts[label] = counts.get(label, 0) + g["count_all"]
     return counts
 
 
@@ -192,21 +198,6 @@ def _located(table: pa.Table) -> np.ndarray:
             & key_ok.to_numpy(zero_copy_only=False))
 
 
-def _image_grids(cfg: ReportConfig, decisions: pa.Table, raw_dir: Path, out: Path, rng: random.Random) -> dict[str, Path]:
-    paths: dict[str, Path] = {}
-    ok, kept = _located(decisions), _kept(decisions)
-    for label, mask in (("kept", ok & kept), ("dropped", ok & ~kept)):
-        chosen = _sample(rng, decisions, mask, cfg.samples)
-        if not chosen:
-            continue
-        images = load_sources(raw_dir, chosen)
-        captions = [f"{r['key']}\n" + (f"{r.get('drop_reason') or r.get('status') or 'dropped'}: " if label == "dropped" else "")
-                    + " ".join(f"{m}={r[m]:.1f}" for m in METRICS if r.get(m) is not None) for r in chosen]
-        paths[f"images_{label}"] = thumbnail_grid([images.get(r["key"]) for r in chosen], captions,
-                                                  out / f"images_{label}.png", cfg.thumb, f"random {label} images")
-    return paths
-
-
 def _patch_grids(cfg: ReportConfig, shards_dir: Path, raw_dir: Path, out: Path, rng: random.Random,
                  kept: pa.Table, dropped: pa.Table) -> dict[str, Path]:
     paths: dict[str, Path] = {}
@@ -236,10 +227,13 @@ def _shard_params(shards_dir: Path) -> dict:
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
-def _flat_overlays(decisions: pa.Table, raw_dir: Path, params: dict, out: Path, rng: random.Random) -> Path | None:
+def _flat_overlays(decisions: pa.Table, raw_dir: Path, params: dict, out: Path, rng: random.Random,
+                   tiled: pa.Array) -> Path | None:
+    """The detector overlay on up to three kept images that produced tiles (``tiled``: their keys)."""
     located = pc.is_valid(decisions.column("raw_shard")).to_numpy(zero_copy_only=False) \
         if "raw_shard" in decisions.column_names else np.zeros(decisions.num_rows, bool)
-    chosen = _sample(rng, decisions, _kept(decisions) & located, 3)
+    has_tiles = pc.is_in(decisions.column("key").cast(pa.string()), value_set=tiled.cast(pa.string()))
+    chosen = _sample(rng, decisions, _kept(decisions) & located & has_tiles.to_numpy(zero_copy_only=False), 3)
     images = load_sources(raw_dir, chosen)
     shown = [(r["key"], images[r["key"]]) for r in chosen if r["key"] in images]
     if not shown:
@@ -250,13 +244,16 @@ def _flat_overlays(decisions: pa.Table, raw_dir: Path, params: dict, out: Path, 
                                float(params.get("max_flat", 0.5)), dpi=70)
 
 
-def write_index(out: Path, figures: dict[str, Path], summary: dict) -> None:
+def write_index(out: Path, figures: dict[str, Path], summary: dict, sections: tuple[list[str], list[str]] = ((), ())
+                ) -> None:
     lines = ["# Curation report", "", "| quantity | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary.items()]
-    parts = ["<html><head><meta charset='utf-8'><title>Curation report</title></head><body>",
+    lines += ["", *sections[1]]
+    parts = ["<html><head><meta charset='utf-8'><title>Curation report</title>", STYLE, "</head><body>",
              "<h1>Curation report</h1><table border='1' cellpadding='4'>"]
     parts += [f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items()]
     parts.append("</table>")
+    parts += sections[0]
     for name, path in figures.items():
         lines += ["", f"## {name.replace('_', ' ')}", "", f"![{name}]({path.name})"]
         parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><a href='{path.name}'><img src='{path.name}' "
@@ -276,7 +273,8 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
     thresholds.update(thresholds_from_stats(root / "filter_stats.json") if not thresholds else {})
     thresholds.update(parse_thresholds(cfg.thresholds) if cfg.thresholds else {})
     table = sources.get("decisions") or sources.get("scores")
-    decisions = _read(table, ["key", "raw_shard", "kept", "drop_reason", "status", *METRICS]) if table else pa.table({})
+    decisions = _read(table, ["key", "raw_shard", "kept", "drop_reason", "status", "width", "height", "url",
+                              *METRICS]) if table else pa.table({})
     if table == sources.get("scores") and decisions.num_rows:  # no filter run yet: every scored image is not (yet) kept
         decisions = decisions.append_column("kept", pa.array(np.zeros(decisions.num_rows, bool)))
     figures: dict[str, Path] = {}
@@ -288,7 +286,6 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
                 figures[f"metric_{m}"] = path
         figures["reasons"], counts = plot_reasons(decisions, out)
         summary.update({("images kept" if k == "kept" else f"images dropped: {k}"): v for k, v in counts.items()})
-        figures.update(_image_grids(cfg, decisions, root / "raw", out, rng))
     shards_dir = root / "shards"
     kept_p = _read(sources["patches"], ["key", "shard", "flat_fraction", "source_key"]) if "patches" in sources else pa.table({})
     dropped_p = _read(sources["dropped_tiles"]) if "dropped_tiles" in sources else pa.table({})
@@ -297,11 +294,19 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
         summary.update({"patches kept": kept_p.num_rows, "tiles dropped as flat": dropped_p.num_rows})
         figures["flat_fraction"] = plot_flat_fractions(kept_p, dropped_p, params.get("max_flat"), out)
         figures.update(_patch_grids(cfg, shards_dir, root / "raw", out, rng, kept_p, dropped_p))
-        overlay = _flat_overlays(decisions, root / "raw", params, out, rng) if decisions.num_rows else None
+        tiled = pc.unique(kept_p.column("source_key")) if "source_key" in kept_p.column_names else pa.array([], pa.string())
+        overlay = _flat_overlays(decisions, root / "raw", params, out, rng, tiled) if decisions.num_rows else None
         if overlay:
             figures["flat_overlays"] = overlay
     figures = {k: v for k, v in figures.items() if v is not None}
-    write_index(out, figures, summary)
+    stats_path = Path(sources["kept"]).parent / "filter_stats.json" if "kept" in sources else root / "filter_stats.json"
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    sections = build_sections(root, out, decisions, thresholds, stats, kept_p, rng,
+                              SectionSettings(samples=cfg.samples, per_reason=cfg.per_reason, thumb=cfg.thumb,
+                                              crop=cfg.crop))
+    for warning in sections[2]:
+        _LOG.warning("%s", warning)
+    write_index(out, figures, summary, sections[:2])
     _LOG.info("wrote %d figure(s) and index.md/index.html to %s", len(figures), out)
     return figures
 

@@ -56,11 +56,11 @@ _LOG = logging.getLogger(__name__)
 class ScoreConfig:
     """Score every image of every complete raw shard with NIQE / BRISQUE / NIMA (pyiqa) on Dask."""
 
-    raw: str = field(metadata={"positional": True, "help": "raw shard folder (NNNNN.tar/.parquet/_stats.json)"})
+    raw: str = field(metadata={"positional": True, "aliases": ["--raw"], "help": "raw shard folder (NNNNN.tar/.parquet/_stats.json), positional or --raw"})
     out: str = field(default="scores", metadata={"help": "output folder for NNNNN.parquet score tables"})
     metrics: str = field(default="niqe,brisque,nima", metadata={
         "help": "comma-separated metrics; e.g. niqe,brisque to run without NIMA weights"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda (metrics run there inside each worker)"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda when this machine has one) | cpu | cuda (metrics run there inside each worker)"})
     engine: str = field(default="fast", metadata={
         "help": "fast: our NIQE/BRISQUE engine (equal to pyiqa's scores, 8-16x faster per core, memory-bounded); "
                 "pyiqa: pyiqa itself (the reference)"})
@@ -210,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"error: unknown --engine {cfg.engine}; choose from {', '.join(ENGINES)}")
     if not Path(cfg.raw).is_dir():
         raise SystemExit(f"error: raw folder {cfg.raw} does not exist")
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda requested but no CUDA device is available here")
     try:

@@ -41,7 +41,7 @@ class ProfileConfig:
     batch: int = field(default=1, metadata={"help": "batch size of the timed forwards"})
     repeats: int = field(default=3, metadata={"help": "timed forwards per model (median reported)"})
     warmup: int = field(default=1, metadata={"help": "untimed forwards before timing"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda when available) | cpu | cuda"})
     dtype: str = field(default="fp32", metadata={"help": "fp32, or bf16 / fp16 autocast"})
     channels_last: bool | None = field(default=None, metadata={
         "help": "channels_last weights and input (4-D tensors only; default: on for cuda, off on cpu)"})
@@ -112,6 +112,8 @@ def environment(device: str) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(ProfileConfig, argv)
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but no CUDA device is available")
     rows = profile_models(cfg)

@@ -3,7 +3,7 @@
 ``python -m pipeline.demo --demo [--out demo_out] [--workers 2] [--steps 300]`` runs, each through
 its real command's ``main(argv)``: download (img2dataset from a loopback HTTP server, one broken URL)
 → local-folder ingest → metric-weight check → score (Dask LocalCluster) → filter → shard → CPU
-pre-training of a tiny DyNet → evaluation on held-out photographs (+ identity floor) → restore one
+pre-training of a tiny DyNet → a short denoise fine-tune → evaluation on held-out photographs (+ identity floor) → restore one
 image → curation report. It prints every command, where each artefact is and how long each stage
 took, and writes ``OUT/summary.json``.
 
@@ -38,14 +38,15 @@ from pipeline.demo_stages import (
 )
 from pipeline.demo_train import (
     stage_evaluate,
+    stage_finetune,
     stage_pretrain,
     stage_report,
     stage_restore,
 )
 
 _LOG = logging.getLogger("pipeline.demo")
-STAGES = ("sample", "download", "ingest", "weights", "score", "filter", "shard", "pretrain", "evaluate", "restore",
-          "report")
+STAGES = ("sample", "download", "ingest", "weights", "score", "filter", "shard", "pretrain", "finetune", "evaluate",
+          "restore", "report")
 
 
 @dataclass
@@ -70,7 +71,9 @@ class PipelineConfig:
                                                       "the small sample (default 128)"})
     shard_size: str = field(default="1MB", metadata={"help": "target patch-shard size, small so the sample makes "
                                                              "several shards (default 1MB)"})
-    steps: int = field(default=200, metadata={"help": "pre-training steps of the tiny model (default 200)"})
+    steps: int = field(default=120, metadata={"help": "pre-training steps of the tiny model (default 120)"})
+    finetune_steps: int = field(default=150, metadata={"help": "denoise fine-tuning steps after pre-training, on the "
+                                                               "curated patches (0 = none) (default 150)"})
     batch_size: int = field(default=8, metadata={"help": "pre-training batch size (default 8)"})
     crop: int = field(default=64, metadata={"help": "pre-training crop from each patch (default 64; paper 128)"})
     threads: int = field(default=1, metadata={"help": "torch threads of the training process (default 1: no OpenMP "
@@ -85,7 +88,7 @@ def make_context(cfg: PipelineConfig) -> DemoContext:
         raise SystemExit(f"--sample must be one of {', '.join(demo_data.SAMPLES)}")
     return DemoContext(out=Path(cfg.out).resolve(), sample=demo_data.SAMPLES[cfg.sample], workers=cfg.workers,
                        min_side=cfg.min_side, patch=cfg.patch, thresholds=cfg.thresholds, steps=cfg.steps,
-                       batch_size=cfg.batch_size, crop=cfg.crop, threads=cfg.threads, sigma=cfg.sigma,
+                       batch_size=cfg.batch_size, crop=cfg.crop, finetune_steps=cfg.finetune_steps, threads=cfg.threads, sigma=cfg.sigma,
                        variant=cfg.variant, shard_size=cfg.shard_size)
 
 
@@ -149,10 +152,14 @@ def run_demo(cfg: PipelineConfig) -> dict:
     runner.run("filter", lambda: stage_filter(ctx, metrics))
     runner.run("shard", lambda: stage_shard(ctx))
     runner.run("pretrain", lambda: stage_pretrain(ctx))
+    runner.run("finetune", lambda: stage_finetune(ctx))
     runner.run("evaluate", lambda: stage_evaluate(ctx))
     runner.run("restore", lambda: stage_restore(ctx))
     runner.run("report", lambda: stage_report(ctx))
+    evaluation = runner.records["evaluate"]["info"]
     summary = {"out": str(ctx.out), "config": asdict(cfg), "metrics": metrics,
+               "heldout_psnr": {"network": evaluation["network"]["psnr"], "identity": evaluation["identity"]["psnr"],
+                                "sigma": cfg.sigma},
                "total_seconds": round(time.perf_counter() - t0, 2),
                "stages": [runner.records[s] for s in STAGES]}
     atomic_write_json(ctx.out / "summary.json", summary)
@@ -170,6 +177,10 @@ def print_table(summary: dict) -> None:
             head = f"{rec['stage']:10s} {secs:>8s}" if i == 0 else " " * 19
             print(f"{head}  {label + ': ' if label else ''}{_rel(path, summary['out'])}")
     print(f"{'total':10s} {summary['total_seconds']:8.1f}  (this run; * = done in an earlier run, its time then)")
+    held = summary.get("heldout_psnr")
+    if held:
+        print(f"held-out σ{held['sigma']} PSNR: network {held['network']:.2f} dB, identity floor {held['identity']:.2f} dB "
+              f"({held['network'] - held['identity']:+.2f} dB)")
     print(f"summary: {Path(summary['out']) / 'summary.json'}")
 
 

@@ -30,6 +30,7 @@ class DemoContext:
     patch: int
     thresholds: str
     steps: int
+    finetune_steps: int
     batch_size: int
     crop: int
     threads: int

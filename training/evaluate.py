@@ -55,7 +55,7 @@ class EvalConfig:
     noise_seed: int = field(default=0, metadata={"help": "seed of the denoise test noise (official: 0)"})
     noise_seeding: str = field(default="per-sigma", metadata={"help": "per-sigma: np.random.seed(noise_seed) afresh for every (set, sigma); stream: seeded once, sigmas drawn one after another (what the official test.py process does)"})
     max_images: int | None = field(default=None, metadata={"help": "score only the first N images of each set (sorted); for quick looks, recorded in the JSON"})
-    device: str = field(default="cpu", metadata={"help": "torch device: cpu | cuda | cuda:N | auto (cuda when available)"})
+    device: str = field(default="auto", metadata={"help": "torch device: auto (cuda when available) | cpu | cuda | cuda:N"})
     save_images: str | None = field(default=None, metadata={"help": "write restored PNGs to DIR/<model>/<column>/<name>.png"})
     json: str | None = field(default=None, metadata={"help": "write results (per image + means) as JSON here, and the markdown table beside it (.md)"})
     sweep_depths: list[str] | None = field(default=None, metadata={"help": "DyNet reuse vectors ('2,3,3,4' or s/l) to evaluate in turn: PSNR-vs-latency table + PNG plot"})

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from common.atomic import atomic_write_json
-from common.cliconfig import parse_config, save_config
+from common.cliconfig import config_to_dict, parse_config, save_config
 from common.stagefolder import StageRefused, refuse_exit
 from training import restoration_data as rd
 from training import task_mix
@@ -43,7 +43,7 @@ class FinetuneConfig(AccelFlags):
     out: str = field(metadata={"help": "run folder: checkpoints/, log.jsonl, tb/, model_final.safetensors"})
     init: str | None = field(default=None, metadata={"help": "initial weights, any checkpoint: our .safetensors (pre-training model_final / any save_model file, or a checkpoints/step_N folder) or an official .ckpt/.pth (via the key map, see --arch); omitted = from scratch"})
     arch: str | None = field(default=None, metadata={"help": "dynet | promptir: the architecture of an official --init (default: detected from its keys) or of a from-scratch run (default: dynet); ours carry their own config"})
-    tiny_model: bool = field(default=False, metadata={"help": "use ModelConfig.tiny(arch) when training from scratch (smoke tests only)"})
+    tiny_model: bool = field(default=False, metadata={"flag": "--tiny", "aliases": ["--tiny-model"], "help": "use ModelConfig.tiny(arch) when training from scratch (smoke tests only)"})
     tasks: list[str] = field(default_factory=lambda: ["denoise,derain,dehaze"], metadata={"help": "tasks to train, any subset of denoise derain dehaze deblur lowlight (comma or space separated; all five = the 5-task benchmark)"})
     task_mix: str = field(default="official", metadata={"help": "official: the official epoch (each sigma list = clean x3, Rain100L x120, OTS x1, GoPro x5, LOL x20, shuffled per epoch; 32.5/16.9/50.6 %% on the official 3-task sets) | uniform: task drawn uniformly per sample"})
     denoise_dirs: list[str] = field(default_factory=list, metadata={"help": "folders of clean images for denoise (e.g. BSD400 WED), searched recursively"})
@@ -52,7 +52,7 @@ class FinetuneConfig(AccelFlags):
     deblur_dir: str | None = field(default=None, metadata={"help": "deblur pairs (5-task): {blur,sharp} or {input,target}, same file names (GoPro train)"})
     lowlight_dir: str | None = field(default=None, metadata={"help": "low-light pairs (5-task): {low,gt}, {low,high} or {input,target}, same file names (LOL-v1 our485)"})
     sigmas: list[float] = field(default_factory=lambda: [15.0, 25.0, 50.0], metadata={"help": "denoise noise levels (one drawn per sample)"})
-    patch_size: int = field(default=128, metadata={"help": "training patch size"})
+    patch_size: int = field(default=128, metadata={"flag": "--crop", "aliases": ["--patch-size"], "help": "training crop (patch) size"})
     batch_size: int = field(default=8, metadata={"help": "patches per step per process (official: 8 per GPU x 4 GPUs)"})
     variant: str = field(default="l", metadata={"help": "DyNet depth trained: l (official: train.py fine-tunes DyNet-L, test.py runs S from the same weights) | s | dynamic (S or L drawn per step, as pre-training: both depths see fine-tuning gradients) | 'f1,f2,f3,f4'"})
     lr: float = field(default=2e-4, metadata={"help": "AdamW peak learning rate"})
@@ -67,7 +67,7 @@ class FinetuneConfig(AccelFlags):
     stop_at_step: int | None = field(default=None, metadata={"help": "step-based: stop early at this step (checkpoint written)"})
     grad_clip: float = field(default=0.0, metadata={"help": "max grad norm (0 = off, as official)"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, crops, noise and the variant draw (every batch is a function of seed and step)"})
-    num_workers: int = field(default=4, metadata={"help": "DataLoader worker processes"})
+    num_workers: int = field(default=4, metadata={"flag": "--workers", "aliases": ["--num-workers"], "help": "DataLoader worker processes"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     amp: str = field(default="none", metadata={"help": "none: fp32 as the official recipe | bf16: autocast on CUDA (about 1.9x faster steps on an H200, issue 15; not the official recipe)"})
     log_every: int = field(default=50, metadata={"help": "steps between log lines (log.jsonl, TensorBoard)"})
@@ -172,6 +172,25 @@ def build_finetune_model(cfg: FinetuneConfig):
     return build_model(mcfg), mcfg
 
 
+def val_grid(sets, restorer, sigma: float, side: int = 128):
+    """input | output | target of the first validation image (centre crop), H×W×3 uint8 for TensorBoard."""
+    import numpy as np
+
+    if sets.denoise:
+        clean = rd.read_rgb(next(iter(sets.denoise.values()))[0])
+        lq = rd.add_gaussian_noise(clean, sigma, np.random.RandomState(0))
+    else:
+        pair = next(iter(sets.pairs.values()))[1][0]
+        clean, lq = rd.read_rgb(pair.gt), rd.read_rgb(pair.lq)
+    h, w = min(clean.shape[0], lq.shape[0], side), min(clean.shape[1], lq.shape[1], side)
+    y0, x0 = (clean.shape[0] - h) // 2, (clean.shape[1] - w) // 2
+    clean, lq = clean[y0:y0 + h, x0:x0 + w], lq[y0:y0 + h, x0:x0 + w]
+    device = next(restorer.model.parameters()).device
+    x = torch.from_numpy(lq.astype("float32") / 255.0).permute(2, 0, 1)[None].to(device)
+    out = restorer(x)[0].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.concatenate([lq, out, clean], axis=1)
+
+
 def make_validate(cfg: FinetuneConfig, arch: str):
     """Periodic validation with training.evaluate's protocol on the --val-* sets (None if none given)."""
     if not cfg.val_every or not (cfg.val_sots or cfg.val_rain100l or cfg.val_bsd68 or cfg.val_gopro or cfg.val_lol):
@@ -200,6 +219,9 @@ def make_validate(cfg: FinetuneConfig, arch: str):
             for col, v in res["columns"].items():
                 out[f"{prefix}psnr/{col}"], out[f"{prefix}ssim/{col}"] = v["psnr"], v["ssim"]
             out[f"{prefix}psnr/average"] = res["benchmark_average"]["psnr"]
+        first = next(iter(variants.values()))
+        validate.last_grid = val_grid(sets, Restorer(name="grid", model=model, arch=arch, reuse=first),
+                                      cfg.sigmas[0])  # the loop puts it in TensorBoard
         return out
     return validate
 
@@ -254,7 +276,8 @@ def _run(cfg: FinetuneConfig, env: DistEnv, tasks: list[str], sources: rd.TrainS
                           warmup_steps=sched.warmup_steps, min_lr=cfg.min_lr, grad_clip=cfg.grad_clip),
         loop=LoopConfig(out_dir=cfg.out, max_steps=sched.max_steps, stop_at_step=sched.stop_at_step,
                         log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
-                        val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed),
+                        val_every=cfg.val_every, amp=cfg.amp, progress=cfg.progress, seed=cfg.seed,
+                        hparams=config_to_dict(cfg)),
         validate=make_validate(cfg, mcfg.arch),
         accelerator=Accelerator(cfg, model_config=mcfg, device=env.device, amp=cfg.amp))
     result = trainer.run()

@@ -65,6 +65,7 @@ class LoopConfig:
     progress: bool = True
     tensorboard: bool = True
     seed: int = 0
+    hparams: dict | None = None  # the run's resolved config, written to TensorBoard's HParams tab at the end
 
 
 @dataclass
@@ -280,6 +281,12 @@ class Trainer:
         if bar is not None:
             bar.set_postfix(loss=f"{record['loss']:.4f}", sps=f"{record['samples_per_s']:.1f}",
                             wait=f"{record['data_wait_frac']:.2f}")
+        line = (f"step {self.step}/{self.cfg.max_steps} loss {record['loss']:.4f} lr {record['lr']:.3g} "
+                f"{record['samples_per_s']:.1f} samples/s data-wait {record['data_wait_frac']:.0%}")
+        if bar is not None and not bar.disable:
+            bar.write(line)  # above the bar, which keeps its place
+        else:
+            log.info("%s", line)  # --no-progress: the loss still shows every --log-every steps
 
     def _validate(self) -> None:
         if self.validate is None or not self.env.is_main:
@@ -294,7 +301,21 @@ class Trainer:
         if self.writer is not None:
             for key, value in metrics.items():
                 self.writer.add_scalar(f"val/{key}", value, self.step)
+            grid = getattr(self.validate, "last_grid", None)  # H×W×3 uint8: input | outputs | target rows
+            if grid is not None:
+                self.writer.add_image("val/input_output_target", grid, self.step, dataformats="HWC")
         log.info("validation at step %d: %s", self.step, metrics)
+
+    def _write_hparams(self) -> None:
+        """The run's config with its last train loss and validation metrics (TensorBoard's HParams tab)."""
+        if self.writer is None or not self.cfg.hparams:
+            return
+        values = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.cfg.hparams.items()}
+        final: dict[str, float] = {}
+        for record in self.history:
+            final.update({f"final/{k}": float(v) for k, v in record.items()
+                          if (k == "loss" or k.startswith("val/")) and isinstance(v, (int, float))})
+        self.writer.add_hparams(values, final or {"final/loss": float("nan")}, run_name="hparams")
 
     def run(self) -> TrainResult:
         from tqdm import tqdm
@@ -336,6 +357,7 @@ class Trainer:
             _close(stream)
             bar.close()
             if self.writer is not None:
+                self._write_hparams()
                 self.writer.close()
         if status == "completed" and self.env.is_main:
             (self.save_model or checkpointing._default_save_model)(

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from common.cliconfig import parse_config, save_config
+from common.cliconfig import config_to_dict, parse_config, save_config
 from common.stagefolder import StageRefused, refuse_exit
 from dynet_model.build import build_model
 from dynet_model.config import ModelConfig
@@ -141,7 +141,8 @@ def run(cfg: PretrainConfig, env: DistEnv):
     loop = LoopConfig(out_dir=cfg.out, max_steps=cfg.max_steps, stop_at_step=cfg.stop_at_step,
                       log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last,
                       val_every=cfg.val_every, max_consecutive_nonfinite=cfg.max_consecutive_nonfinite,
-                      amp=cfg.amp, progress=cfg.progress, tensorboard=cfg.tensorboard, seed=cfg.seed)
+                      amp=cfg.amp, progress=cfg.progress, tensorboard=cfg.tensorboard, seed=cfg.seed,
+                      hparams=config_to_dict(cfg))
     return train(model=model, model_config=mcfg, data_factory=data, step_fn=DynamicDepthStep(variants, cfg.seed),
                  optim=optim, loop=loop, env=env, resume=cfg.resume,
                  validate=_validator(cfg, variants) if env.is_main else None, extra_metrics=data.metrics,

@@ -55,7 +55,7 @@ class TrainDSRIRConfig(AccelFlags):
     mode: str = field(default="all_in_one", metadata={"help": "all_in_one | noise | rain | haze"})
     train_list: str | None = field(default=None, metadata={"help": "CSV list (default LISTS_DIR/train_{mode}.csv)"})
     lists_dir: str = field(default="datasets/train", metadata={"help": "folder of train_{mode}.csv lists"})
-    patch_size: tuple[int, ...] = field(default=(128, 160, 192, 256), metadata={"help": "patch size per phase"})
+    patch_size: tuple[int, ...] = field(default=(128, 160, 192, 256), metadata={"flag": "--crop", "aliases": ["--patch-size"], "help": "training crop (patch) size per phase"})
     batch_size: tuple[int, ...] = field(default=(16, 14, 12, 8), metadata={"help": "batch size per phase"})
     epoch_chg: tuple[int, ...] = field(default=(135, 238, 314, 347), metadata={
         "help": "last epoch of each phase (the last one is the total number of epochs)"})

@@ -57,6 +57,7 @@ class Validator:
             columns.append(restored)
         columns.append(self.gt)
         grid = _grid(columns, min(self.grid_rows, len(self.gt)))
+        self.last_grid = grid  # the training loop also puts it in TensorBoard
         self.out_dir.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(self.out_dir / f"step_{step:07d}.png"), np.ascontiguousarray(grid[..., ::-1]))
         return metrics

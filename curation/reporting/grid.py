@@ -71,8 +71,8 @@ def thumbnail_grid(images: list[np.ndarray | None], captions: list[str], path: P
     return path
 
 
-def patch_grid_from_tars(shards_dir: Path, rows: list[dict], path: Path, side: int, title: str) -> Path:
-    """Grid of patches read from their shard tars (rows carry key, shard, flat_fraction)."""
+def read_patches(shards_dir: Path, rows: list[dict]) -> dict[str, np.ndarray]:
+    """Decoded patches (key -> RGB) for rows carrying key and shard, reading each shard tar once."""
     by_shard: dict[str, set[str]] = {}
     for r in rows:
         by_shard.setdefault(r["shard"], set()).add(f"{r['key']}.png")
@@ -82,6 +82,12 @@ def patch_grid_from_tars(shards_dir: Path, rows: list[dict], path: Path, side: i
             for m in tar:
                 if m.name in names:
                     pngs[m.name[:-4]] = tar.extractfile(m).read()
-    images = [pngcodec.decode_png(pngs[r["key"]]) if r["key"] in pngs else None for r in rows]
+    return {k: pngcodec.decode_png(v) for k, v in pngs.items()}
+
+
+def patch_grid_from_tars(shards_dir: Path, rows: list[dict], path: Path, side: int, title: str) -> Path:
+    """Grid of patches read from their shard tars (rows carry key, shard, flat_fraction)."""
+    patches = read_patches(shards_dir, rows)
+    images = [patches.get(r["key"]) for r in rows]
     captions = [f"{r['key']}\nflat {r['flat_fraction']:.2f}" for r in rows]
     return thumbnail_grid(images, captions, path, side, title)

@@ -15,7 +15,7 @@ def test_report_writes_plots_grids_and_index(tmp_path):
                 "--patch", "64", "--flat-cell", "32", "--workers", "0", "--log-level", "WARNING"])
     out = tmp_path / "report"
     figures = report.main(["--root", str(tmp_path), "--out", str(out), "--samples", "4", "--thumb", "64"])
-    expected = {"metric_niqe", "metric_brisque", "metric_nima", "reasons", "images_kept", "images_dropped",
+    expected = {"metric_niqe", "metric_brisque", "metric_nima", "reasons",
                 "flat_fraction", "patches_kept", "patches_dropped", "flat_overlays"}
     assert set(figures) == expected
     for path in figures.values():

@@ -98,7 +98,8 @@ def test_restore_command_keeps_names_and_skips_corrupt(tmp_path, tiny_checkpoint
     assert status["a.png"] == status["b.jpg"] == "ok"
     assert status["broken.png"] != "ok" and status["notes.txt"] != "ok"
     assert cv2.imread(str(out / "a.png")).shape == (37, 45, 3)
-    assert cv2.imread(str(out / "b.jpg")).shape == (50, 29, 3)
+    assert cv2.imread(str(out / "b.png")).shape == (50, 29, 3)  # lossless PNG, not JPEG again
+    assert not (out / "b.jpg").exists()
     assert not (out / "broken.png").exists()
     saved = json.loads((out / "restore_report.json").read_text())
     assert saved["restored"] == 2 and saved["skipped"] == 2

@@ -19,7 +19,7 @@ def _rows(folder: Path) -> list[dict]:
     return [r for f in sorted(folder.glob("[0-9]*.parquet")) for r in pq.read_table(f).to_pylist()]
 
 
-SMALL = ["--demo", "--sample", "small", "--steps", "8", "--batch-size", "4", "--workers", "2"]
+SMALL = ["--demo", "--sample", "small", "--steps", "8", "--finetune-steps", "6", "--batch-size", "4", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +147,15 @@ def test_rerun_with_other_settings_is_refused(demo):
 def test_without_demo_flag_explains(tmp_path):
     with pytest.raises(SystemExit, match="--demo"):
         pipeline.main(["--out", str(tmp_path / "x")])
+
+
+def test_summary_reports_heldout_psnr_of_the_finetuned_model(demo):
+    out, summary = demo
+    held = summary["_on_disk"]["heldout_psnr"]
+    for name in ("network", "identity"):
+        res = json.loads((out / "eval" / f"{name}.json").read_text())
+        assert held[name] == pytest.approx(res["columns"]["BSD68 σ25"]["psnr"])
+    tuned = next(s for s in summary["stages"] if s["stage"] == "finetune")
+    assert Path(tuned["artefacts"]["fine-tuned model"]).is_file()
+    argv = next(s for s in summary["stages"] if s["stage"] == "evaluate")["argv"]
+    assert argv[argv.index("--checkpoint") + 1] == str(out / "finetune" / "model_final.safetensors")
