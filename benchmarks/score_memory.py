@@ -4,7 +4,7 @@
 
 Writes a JPEG of the requested size (a tiled photo-like pattern with noise), then, in a fresh child
 process (so nothing of the generation counts), warms the engine up on a small image (imports, numba
-compilation), reads the RSS, decodes and scores the big JPEG, and reports the peak RSS (``ru_maxrss``)
+compilation), reads the RSS, decodes and scores the big JPEG, and reports the peak RSS (``VmHWM``, reset after the warm-up)
 above that baseline in bytes per pixel. The engine's bound by construction: the decoded image (3 bytes per
 pixel, plus PIL's 4 while decoding) and a fixed working set of strips; pyiqa needs ~430 bytes per pixel.
 ``tests/curation/test_score_memory.py`` runs the same child on a 40 MP image against that bound.
@@ -30,8 +30,21 @@ from common.atomic import atomic_write_json
 from common.cliconfig import parse_config
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 import numpy as np, psutil, torch
+
+def hwm():
+    # this process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries the parent's peak across fork+exec,
+    # so a child of a big process (pytest after the pyiqa tests) would report the parent's peak.
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
+
+def reset_hwm():
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
 torch.set_num_threads(1)
 import cv2
 cv2.setNumThreads(1)
@@ -43,13 +56,14 @@ ms = FastMetricSet(metrics, "cpu", require(metrics))
 small = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)
 ms.score_native(small), nima_input(small, 299)  # imports, numba compilation, allocator warm-up
 data = open(path, "rb").read()
+reset_hwm()
 rss0 = psutil.Process().memory_info().rss
-peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak0 = hwm()
 rgb = decode_rgb(data, max_pixels=10**9)
-peak_decode = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak_decode = hwm()
 scores = ms.score_native(rgb)
 nima_input(rgb, 299)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = hwm()
 print(json.dumps({"rss_before": rss0, "peak_before": peak0, "peak_after_decode": peak_decode, "peak": peak, "pixels": int(rgb.shape[0] * rgb.shape[1]),
                   "height": int(rgb.shape[0]), "width": int(rgb.shape[1]), "scores": scores}))
 """

@@ -76,7 +76,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # convert() would copy an RGB image whole
 
 
 def probe_size(data: bytes) -> tuple[int, int]:
@@ -111,7 +111,7 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # no full copy when there is nothing to rotate
             rgb = _to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise DecodeError("too_large", str(exc)) from exc
