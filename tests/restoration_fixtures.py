@@ -61,3 +61,10 @@ def make_train_sets(root: Path, *, n: int = 3, size: tuple[int, int] = (40, 40),
         save(haze / "original" / f"{i:04d}.png", clean)
         save(haze / "synthetic" / "part1" / f"{i:04d}_0.8_0.2.png", degrade(rng, clean, 0.4))
     return {"denoise": den, "derain": rain, "dehaze": haze}
+
+
+def random_image_file(path: Path, rng: np.random.Generator, size: tuple[int, int] = (20, 24)) -> Path:
+    """A uniform-noise RGB image file (format from the suffix), parents created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return path

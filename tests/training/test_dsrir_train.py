@@ -11,28 +11,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from training import make_lists, train_dsrir, vgg_weights
+from tests.restoration_fixtures import random_image_file
+from training import make_lists, train_dsrir
 from training.dsrir.data import PairPatchDataset, StepPlan, progressive_batches
 from training.dsrir.schedule import ProgressiveSchedule
-
-
-@pytest.fixture(scope="module")
-def random_vgg_home_TEST_ONLY(tmp_path_factory):
-    home = tmp_path_factory.mktemp("torch_home_random_vgg_TEST_ONLY")
-    src = home / "vgg19_RANDOM_TEST_ONLY.pth"
-    feats = vgg_weights.random_vgg19_features_TEST_ONLY(seed=0)
-    torch.save({f"features.{k}": v for k, v in feats.state_dict().items()}, src)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_HOME", str(home))
-        vgg_weights.install(src, verify_hash=False)
-        yield home
-
-
-def _img(path, rng, size=(20, 24)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +23,12 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("aio")
     rng = np.random.default_rng(0)
     for i in range(2):
-        _img(root / "BSD400" / f"{i}.png", rng)
-        _img(root / "WED/gt" / f"w{i}.png", rng, size=(12, 14))  # smaller than the 16 / 20 patch: padded
-        _img(root / "Rain100L/train/rainy" / f"rain-{i}.png", rng)
-        _img(root / "Rain100L/train/gt" / f"norain-{i}.png", rng)
-        _img(root / "Reside/train/hazy" / f"000{i}_0.8_0.1.jpg", rng)
-        _img(root / "Reside/train/gt" / f"000{i}.jpg", rng)
+        random_image_file(root / "BSD400" / f"{i}.png", rng)
+        random_image_file(root / "WED/gt" / f"w{i}.png", rng, size=(12, 14))  # smaller than the 16 / 20 patch: padded
+        random_image_file(root / "Rain100L/train/rainy" / f"rain-{i}.png", rng)
+        random_image_file(root / "Rain100L/train/gt" / f"norain-{i}.png", rng)
+        random_image_file(root / "Reside/train/hazy" / f"000{i}_0.8_0.1.jpg", rng)
+        random_image_file(root / "Reside/train/gt" / f"000{i}.jpg", rng)
     lists = root / "lists"
     assert make_lists.main(["--train-dir", str(root), "--out-dir", str(lists), "--rain-repeat", "2"]) == 0
     return root, lists

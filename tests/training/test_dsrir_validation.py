@@ -10,29 +10,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
-from tests.restoration_fixtures import make_test_sets
-from training import make_lists, prepare_data, train_dsrir, vgg_weights
+from tests.restoration_fixtures import make_test_sets, random_image_file
+from training import make_lists, prepare_data, train_dsrir
 from training.dsrir import validation as val
-
-
-@pytest.fixture(scope="module")
-def random_vgg_home_TEST_ONLY(tmp_path_factory):
-    home = tmp_path_factory.mktemp("torch_home_random_vgg_TEST_ONLY")
-    src = home / "vgg19_RANDOM_TEST_ONLY.pth"
-    feats = vgg_weights.random_vgg19_features_TEST_ONLY(seed=0)
-    torch.save({f"features.{k}": v for k, v in feats.state_dict().items()}, src)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_HOME", str(home))
-        vgg_weights.install(src, verify_hash=False)
-        yield home
-
-
-def _img(path, rng, size=(20, 24)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
 
 
 def test_best_selector_keeps_the_best_epoch(tmp_path):
@@ -64,8 +46,8 @@ def test_train_dsrir_validates_and_keeps_best(tmp_path, random_vgg_home_TEST_ONL
     rng = np.random.default_rng(0)
     root = tmp_path / "aio"
     for i in range(2):
-        _img(root / "Rain100L/train/rainy" / f"rain-{i}.png", rng)
-        _img(root / "Rain100L/train/gt" / f"norain-{i}.png", rng)
+        random_image_file(root / "Rain100L/train/rainy" / f"rain-{i}.png", rng)
+        random_image_file(root / "Rain100L/train/gt" / f"norain-{i}.png", rng)
     lists = root / "lists"
     assert make_lists.main(["--train-dir", str(root), "--out-dir", str(lists), "--modes", "rain",
                             "--rain-repeat", "2"]) == 0
@@ -97,8 +79,8 @@ def test_prepared_test_folder_is_labelled_test_set(tmp_path):
     rng = np.random.default_rng(1)
     dl = tmp_path / "dl"
     for n in (1, 2):
-        _img(dl / "Rain100L" / "test" / "rainy" / f"rain-{n}.png", rng)
-        _img(dl / "Rain100L" / "test" / "gt" / f"norain-{n}.png", rng)
+        random_image_file(dl / "Rain100L" / "test" / "rainy" / f"rain-{n}.png", rng)
+        random_image_file(dl / "Rain100L" / "test" / "gt" / f"norain-{n}.png", rng)
     assert prepare_data.main(["test-rain100l", "--src", str(dl), "--out", str(tmp_path / "data"), "--no-progress"]) == 0
     sets, is_test = val.collect_val_sets(tmp_path / "data" / "test", "rain")
     assert is_test and len(sets.pairs["Rain100L"][1]) == 2 and not sets.denoise
