@@ -44,12 +44,26 @@ def dask_client(scheduler: str | None = None, workers: int = 2, threads_per_work
         finally:
             client.close()
         return
-    address = None if not dashboard or dashboard_address.strip().lower() in ("", "none") else dashboard_address
+    address = dashboard_bind(dashboard_address) if dashboard else None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                            memory_limit=memory_limit, dashboard_address=address)
+    with serve_cluster(cluster, f"LocalCluster with {workers} worker(s)", announce="") as client:
+        yield client
+
+
+def dashboard_bind(dashboard_address: str) -> str | None:
+    """The ``dashboard_address`` a cluster is given for ``--dashboard-address`` (None: 'none' or empty)."""
+    return None if dashboard_address.strip().lower() in ("", "none") else dashboard_address
+
+
+@contextlib.contextmanager
+def serve_cluster(cluster, description: str, announce: str) -> Iterator:
+    """A client on a local ``cluster`` we created: log and print its dashboard; close both at the end."""
+    from dask.distributed import Client
+
     client = Client(cluster)
-    _LOG.info("started LocalCluster with %d worker(s); dashboard %s", workers, client.dashboard_link)
-    print(f"Dask dashboard: {client.dashboard_link}", flush=True)
+    _LOG.info("started %s; dashboard %s", description, client.dashboard_link)
+    print(f"{announce}Dask dashboard: {client.dashboard_link}", flush=True)
     try:
         yield client
     finally:

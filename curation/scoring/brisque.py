@@ -31,8 +31,6 @@ from scipy.special import gammaln
 
 from curation.scoring import nss
 
-STRIP_BYTES = 48 << 20
-_BYTES_PER_STRIP_PIXEL = 64
 SVR_GAMMA = 0.05
 SVR_RHO = -153.591
 # Feature ranges of the official BRISQUE MATLAB release (allrange): row = (min, max) per feature.
@@ -84,7 +82,7 @@ def _rows_with_up(n, start, out):  # pragma: no cover - compiled
 def scale_sums(fetch: nss.RowFetch, height: int, width: int) -> np.ndarray:
     """(5 maps, 5 sums) over one scale, strip by strip; neighbours wrap around the image (``torch.roll``)."""
     sums = np.zeros((5, 5))
-    step = max(1, STRIP_BYTES // (max(width, 1) * _BYTES_PER_STRIP_PIXEL))
+    step = nss.strip_rows(width)
     first = prev = None
     for r0 in range(0, height, step):
         r1 = min(height, r0 + step)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from dask.distributed import Client, LocalCluster
 
-from curation.cluster import DEFAULT_DASHBOARD
+from curation.cluster import DEFAULT_DASHBOARD, dashboard_bind, serve_cluster
 
 _LOG = logging.getLogger(__name__)
 GPU_RESOURCE = "GPU"
@@ -41,7 +41,7 @@ def cuda_local_client(workers: int, dashboard_address: str = DEFAULT_DASHBOARD) 
 
     The dashboard binds where ``--dashboard-address`` says (loopback by default, like every stage).
     """
-    address = None if dashboard_address.strip().lower() in ("", "none") else dashboard_address
+    address = dashboard_bind(dashboard_address)
     if has_dask_cuda():
         from dask_cuda import LocalCUDACluster
 
@@ -50,11 +50,5 @@ def cuda_local_client(workers: int, dashboard_address: str = DEFAULT_DASHBOARD) 
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=address)
         kind = f"LocalCluster ({workers} worker(s) sharing the first GPU; install dask-cuda for one per GPU)"
-    client = Client(cluster)
-    _LOG.info("started %s; dashboard %s", kind, client.dashboard_link)
-    print(f"{kind}; Dask dashboard: {client.dashboard_link}", flush=True)
-    try:
+    with serve_cluster(cluster, kind, announce=f"{kind}; ") as client:
         yield client
-    finally:
-        client.close()
-        cluster.close()

@@ -14,7 +14,7 @@ What is computed (pyiqa's definition, re-derived; see :mod:`curation.scoring.nss
 
 The block sums are one pass of a numba kernel per strip of block rows (five sign-split moment sums for
 each of the five coefficient maps), the fits are vectorised over blocks. Peak memory: the decoded image
-plus one strip (:data:`STRIP_BYTES`), whatever the image size.
+plus one strip (:data:`curation.scoring.nss.STRIP_BYTES`), whatever the image size.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from scipy.special import gammaln
 from curation.scoring import nss
 
 BLOCK = 96
-STRIP_BYTES = 48 << 20  # working memory per strip (about 60 bytes per strip pixel)
-_BYTES_PER_STRIP_PIXEL = 64
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ def block_features(sums: np.ndarray, count: int) -> np.ndarray:
 
 
 def _strip_block_rows(width: int) -> int:
-    return max(1, STRIP_BYTES // (BLOCK * max(width, 1) * _BYTES_PER_STRIP_PIXEL))
+    return nss.strip_rows(width, BLOCK)
 
 
 def niqe_features(rgb: np.ndarray, y8: np.ndarray | None = None) -> np.ndarray:

@@ -38,6 +38,15 @@ _Y_R = (_U8_UNIT * _YIQ_Y[0]).astype(np.float32).astype(np.float64)  # fl32(r * 
 _Y_G = _U8_UNIT * _YIQ_Y[1]  # exact products (24 x 24 bits < 53)
 _Y_B = _U8_UNIT * _YIQ_Y[2]
 
+STRIP_BYTES = 48 << 20  # working memory per strip for NIQE and BRISQUE (about 60 bytes per strip pixel)
+BYTES_PER_STRIP_PIXEL = 64
+
+
+def strip_rows(width: int, rows_per_unit: int = 1) -> int:
+    """Strip height in units of ``rows_per_unit`` rows that keeps a strip within :data:`STRIP_BYTES`."""
+    return max(1, STRIP_BYTES // (rows_per_unit * max(width, 1) * BYTES_PER_STRIP_PIXEL))
+
+
 KERNEL_SIZE = 7
 KERNEL_SIGMA = 7.0 / 6.0
 KERNEL_SHIFT = 36  # every float32 weight of the window is an integer / 2**36
